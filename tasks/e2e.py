@@ -1,0 +1,134 @@
+"""The `e2e` Invoke tasks. Thin on purpose: parse flags, call in, turn errors into exit codes.
+
+Exit codes: 0 success, 1 a step failed, 2 usage/config/preflight error, 130 interrupted.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from invoke import Collection, Context, task
+from invoke.exceptions import Exit
+
+from tasks.config import DEFAULTS, E2EConfig, load_config
+from tasks.errors import E2EError
+
+_COMMON_HELP = {
+    "cluster-name": "Kind cluster name (default: e2e.cluster_name, 'gateway-e2e').",
+    "source-dir": "Kubernaut checkout to build the images from (default: e2e.source_dir).",
+    "provider": "Container provider: auto, podman or docker (default: auto, podman first).",
+    "state-dir": "Folder for run state and run logs (default: .e2e).",
+}
+
+
+def _config(c: Context, **overrides: Any) -> E2EConfig:
+    section = c.config.get("e2e", {})
+    return load_config({k: section[k] for k in section}, overrides)
+
+
+def _exits(fn: Callable[..., int | None]) -> Callable[..., None]:
+    """Turn E2EError into Invoke's Exit with the error's exit code and a one-line message."""
+
+    @wraps(fn)
+    def wrapper(c: Context, *args: Any, **kwargs: Any) -> None:
+        try:
+            code = fn(c, *args, **kwargs)
+        except E2EError as exc:
+            raise Exit(f"e2e.{fn.__name__}: {exc}", code=exc.exit_code) from None
+        if code:
+            raise Exit(code=code)
+
+    return wrapper
+
+
+@task(
+    iterable=["only"],
+    help={
+        "only": "Run only this step or group (and what it needs); repeatable. "
+                "Groups: images, deploy, check. See `invoke e2e.plan`.",
+        "jobs": "Run at most N steps at once (default 4; 1 = one at a time, the sequential baseline).",
+        "keep-going": "After a failure, let steps that do not depend on it finish.",
+        "recreate": "Delete and recreate the Kind cluster even if one of that name exists.",
+        **_COMMON_HELP,
+    },
+)
+@_exits
+def up(c: Context, only: list[str] | None = None, jobs: int | None = None, keep_going: bool = False,
+       recreate: bool = False, cluster_name: str | None = None, source_dir: str | None = None,
+       provider: str | None = None, state_dir: str | None = None) -> int:
+    """Stand up the Gateway E2E environment: cluster, images, PostgreSQL, Redis, services.
+
+    Steps start as soon as what they need is done (image builds overlap cluster creation).
+    Honors `invoke --dry e2e.up` (prints the commands, runs none).
+    """
+    from tasks.up import UpOptions, run_up
+
+    cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, provider=provider,
+                  state_dir=state_dir, jobs=jobs)
+    opts = UpOptions(only=tuple(only or ()), jobs=cfg.jobs, keep_going=keep_going,
+                     recreate=recreate, dry=bool(c.config.run.dry))
+    return run_up(cfg, opts)
+
+
+@task(help={"keep-images": "Keep the built images; remove only the cluster and run state.",
+            **{k: v for k, v in _COMMON_HELP.items() if k != "source-dir"}})
+@_exits
+def clean(c: Context, keep_images: bool = False, cluster_name: str | None = None,
+          provider: str | None = None, state_dir: str | None = None) -> int:
+    """Delete the Kind cluster, the images this project built, and its run state.
+
+    Idempotent: when there is nothing left it says so and exits 0. Run logs are kept.
+    Honors `invoke --dry e2e.clean`.
+    """
+    from tasks.clean import clean as do_clean
+    from tasks.preflight import find_tools
+
+    cfg = _config(c, cluster_name=cluster_name, provider=provider, state_dir=state_dir)
+    report = do_clean(cfg, find_tools(cfg), keep_images=keep_images, dry=bool(c.config.run.dry))
+    if report.nothing:
+        print(f"nothing to remove for cluster {cfg.cluster_name!r}")
+    else:
+        for item in report.removed:
+            print(f"removed {item}")
+    return 0
+
+
+@task(iterable=["only"], help={"json": "Print the plan as JSON: {steps: [{name, needs, commands}]}.",
+                               "only": "Plan only this step or group (and what it needs).",
+                               **_COMMON_HELP})
+@_exits
+def plan(c: Context, json_: bool = False, only: list[str] | None = None,
+         cluster_name: str | None = None, source_dir: str | None = None,
+         provider: str | None = None, state_dir: str | None = None) -> int:
+    """Print the step graph (each step, what it needs, the commands it would run); runs nothing."""
+    import shutil
+
+    from tasks.podman import normalize_arch
+    from tasks.up import plan_document, stack_graph
+
+    cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, provider=provider,
+                  state_dir=state_dir)
+    chosen = cfg.provider if cfg.provider != "auto" else (
+        "podman" if shutil.which("podman") or not shutil.which("docker") else "docker")
+    import platform
+
+    doc = plan_document(cfg, stack_graph(only or ()), chosen, normalize_arch(platform.machine()))
+    if json_:
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"cluster {doc['cluster']} | provider {doc['provider']} | images for {doc['target_arch']} "
+          "(at run time: the provider's architecture)")
+    for step in doc["steps"]:
+        needs = ", ".join(step["needs"]) or "-"
+        print(f"\n{step['name']}  (needs: {needs})  {step['help']}")
+        for command in step["commands"]:
+            print(f"    {command}")
+    return 0
+
+
+def collection() -> Collection:
+    ns = Collection("e2e", up, clean, plan)
+    ns.configure({"e2e": dict(DEFAULTS)})
+    return ns

@@ -1,0 +1,64 @@
+"""Container provider (podman or docker) command lines and parsers. Pure: runs nothing.
+
+Both CLIs accept the same build/save/rmi arguments; they differ in how to ask for the host
+architecture and whether an image exists.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+#: uname/Go/OCI spellings of the same architectures, mapped to the OCI/Go name.
+_ARCH_ALIASES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
+                 "armv7l": "arm", "arm": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+
+def normalize_arch(value: str) -> str:
+    value = value.strip().lower()
+    return _ARCH_ALIASES.get(value, value)
+
+
+def info_arch(tool: str) -> list[str]:
+    """The architecture the provider runs containers on (a podman machine's, on macOS)."""
+    if tool == "podman":
+        return ["podman", "info", "--format", "{{.Host.Arch}}"]
+    return ["docker", "info", "--format", "{{.Architecture}}"]
+
+
+def parse_arch(stdout: str) -> str:
+    arch = normalize_arch(stdout.strip().splitlines()[-1] if stdout.strip() else "")
+    if not arch:
+        raise ValueError("the container provider reported no architecture")
+    return arch
+
+
+def build(tool: str, dockerfile: Path, ref: str, context: Path, target_arch: str,
+          build_args: Mapping[str, str] | None = None) -> list[str]:
+    # TARGETARCH is passed explicitly: the image must match the Kind node, never a hard-coded amd64.
+    argv = [tool, "build", "-f", str(dockerfile), "-t", ref, "--build-arg", f"TARGETARCH={target_arch}"]
+    for key, value in (build_args or {}).items():
+        argv += ["--build-arg", f"{key}={value}"]
+    return argv + [str(context)]
+
+
+def save(tool: str, ref: str, archive: Path) -> list[str]:
+    return [tool, "save", "-o", str(archive), ref]
+
+
+def image_exists(tool: str, ref: str) -> list[str]:
+    """Exit 0 when the image exists locally (no output needed)."""
+    if tool == "podman":
+        return ["podman", "image", "exists", ref]
+    return ["docker", "image", "inspect", "--format", "{{.Id}}", ref]
+
+
+def image_arch(tool: str, ref: str) -> list[str]:
+    return [tool, "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", ref]
+
+
+def rmi(tool: str, refs: list[str]) -> list[str]:
+    return [tool, "rmi", *refs]
+
+
+def version(tool: str) -> list[str]:
+    return [tool, "version", "--format", "{{.Client.Version}}"]

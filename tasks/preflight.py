@@ -1,0 +1,62 @@
+"""Checks made before anything starts: tools on PATH and inputs on disk (exit 2 on failure)."""
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from tasks.config import E2EConfig
+from tasks.errors import UsageError
+
+_HOW_TO_SET = ("set it with --source-dir PATH, INVOKE_E2E_SOURCE_DIR=PATH, "
+               "or `e2e: {source_dir: PATH}` in invoke.yaml")
+
+_INSTALL_HINTS = {
+    "kind": "kind (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)",
+    "podman": "podman or docker (https://podman.io/docs/installation)",
+    "docker": "docker (https://docs.docker.com/engine/install/)",
+}
+
+
+@dataclass(frozen=True)
+class Tools:
+    provider: str  # "podman" or "docker": the CLI that builds, saves and removes images
+    kind: str  # path of the kind executable
+
+
+def find_tools(cfg: E2EConfig, which: Callable[[str], str | None] = shutil.which) -> Tools:
+    """Resolve the provider (podman preferred under `auto`) and kind; name everything missing."""
+    missing: list[str] = []
+    kind = which("kind")
+    if not kind:
+        missing.append(_INSTALL_HINTS["kind"])
+    if cfg.provider == "auto":
+        provider = next((t for t in ("podman", "docker") if which(t)), None)
+        if provider is None:
+            missing.append(_INSTALL_HINTS["podman"])
+    else:
+        provider = cfg.provider if which(cfg.provider) else None
+        if provider is None:
+            missing.append(f"{cfg.provider} (e2e.provider is {cfg.provider!r})")
+    if missing:
+        raise UsageError("preflight: missing tools: " + "; ".join(missing))
+    return Tools(provider=provider or "", kind=kind or "")
+
+
+def check_source(cfg: E2EConfig, services: Iterable[str]) -> None:
+    """The Kubernaut checkout and the Dockerfiles for the images about to be built."""
+    src = cfg.source_dir
+    if not src.is_dir():
+        raise UsageError(f"config e2e.source_dir: {src} does not exist "
+                         f"(it must be a Kubernaut checkout); {_HOW_TO_SET}")
+    for svc in services:
+        if not (src / "cmd" / svc).is_dir():
+            raise UsageError(f"config e2e.source_dir: {src} has no cmd/{svc} "
+                             f"(is it a Kubernaut checkout?); {_HOW_TO_SET}")
+        if not cfg.dockerfile(svc).is_file():
+            raise UsageError(f"config e2e.dockerfile_dir: {cfg.dockerfile(svc)} does not exist")
+
+
+def check_kind_config(cfg: E2EConfig) -> None:
+    if not cfg.kind_config.is_file():
+        raise UsageError(f"config e2e.kind_config: {cfg.kind_config} does not exist")

@@ -1,0 +1,190 @@
+"""Runs a step graph: each step on its own thread as soon as what it needs has finished.
+
+There are no phase barriers, so an image build overlaps cluster creation. `jobs` caps how many
+steps run at once (`jobs=1` is the sequential baseline). On the first failure nothing new
+starts and the shared `Cancellation` stops the running steps' process groups, unless
+`keep_going`, in which case only the failed step's dependents are skipped.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from tasks.errors import Cancelled, E2EError
+from tasks.graph import Graph, Step
+from tasks.runner import Cancellation
+
+T = TypeVar("T")
+
+PENDING, RUNNING, DONE, FAILED, CANCELLED, SKIPPED = (
+    "pending", "running", "done", "failed", "cancelled", "skipped")
+
+
+@dataclass
+class StepRecord:
+    """What happened to one step; times are seconds since the run started."""
+
+    name: str
+    needs: tuple[str, ...]
+    status: str = PENDING
+    start: float | None = None
+    end: float | None = None
+    error: str | None = None
+    note: str = ""  # e.g. "reused existing cluster"
+    result: Any = field(default=None, repr=False)
+
+    @property
+    def duration(self) -> float | None:
+        if self.start is None or self.end is None:
+            return None
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Noted:
+    """A step result that carries a one-line note for the summary (e.g. "reused")."""
+
+    note: str
+    value: Any = None
+
+
+class Reporter(Protocol):
+    def step_started(self, record: StepRecord) -> None: ...
+    def step_finished(self, record: StepRecord) -> None: ...
+
+
+class _Silent:
+    def step_started(self, record: StepRecord) -> None:
+        pass
+
+    def step_finished(self, record: StepRecord) -> None:
+        pass
+
+
+def run_graph(
+    graph: Graph,
+    execute: Callable[[Step], object],
+    *,
+    jobs: int,
+    keep_going: bool = False,
+    cancellation: Cancellation | None = None,
+    reporter: Reporter | None = None,
+) -> dict[str, StepRecord]:
+    """Run every step of `graph` via `execute(step)`; return the records in graph order.
+
+    A KeyboardInterrupt in the calling thread cancels the running steps, waits for them to
+    wind down, and is re-raised, so the caller can print the partial table.
+    """
+    cancellation = cancellation or Cancellation()
+    reporter = reporter or _Silent()
+    records = {n: StepRecord(n, graph.steps[n].needs) for n in graph.order}
+    finished: queue.Queue[tuple[str, BaseException | None, object]] = queue.Queue()
+    t0 = time.monotonic()
+    running: set[str] = set()
+    stopping = False
+
+    def worker(step: Step) -> None:
+        try:
+            finished.put((step.name, None, execute(step)))
+        except BaseException as exc:  # reported to the scheduler thread, never lost
+            finished.put((step.name, exc, None))
+
+    def launch_ready() -> None:
+        for name in graph.order:
+            rec = records[name]
+            if rec.status != PENDING or len(running) >= jobs:
+                continue
+            needs = [records[n].status for n in rec.needs]
+            if any(s in (FAILED, CANCELLED, SKIPPED) for s in needs):
+                rec.status, rec.error = SKIPPED, "a step it needs did not finish"
+                reporter.step_finished(rec)
+            elif all(s == DONE for s in needs):
+                rec.status, rec.start = RUNNING, time.monotonic() - t0
+                running.add(name)
+                reporter.step_started(rec)
+                threading.Thread(target=worker, args=(graph.steps[name],),
+                                 name=f"step-{name}", daemon=True).start()
+
+    def stop_everything(reason: str) -> None:
+        nonlocal stopping
+        stopping = True
+        cancellation.cancel(reason)
+        for rec in records.values():
+            if rec.status == PENDING:
+                rec.status, rec.error = SKIPPED, "not started: " + reason
+                reporter.step_finished(rec)
+
+    interrupt: KeyboardInterrupt | None = None
+    while True:
+        if not stopping:
+            # One pass suffices: graph.order is topological, so a skip propagates within it.
+            launch_ready()
+        if not running:
+            break
+        try:
+            name, exc, result = finished.get()
+        except KeyboardInterrupt as ki:
+            interrupt = ki
+            stop_everything("interrupted")
+            continue
+        running.discard(name)
+        rec = records[name]
+        rec.end = time.monotonic() - t0
+        if exc is None:
+            rec.status, rec.result = DONE, result
+        elif isinstance(exc, Cancelled) or (cancellation.cancelled and stopping):
+            rec.status, rec.error = CANCELLED, cancellation.reason or str(exc)
+        else:
+            rec.status, rec.error = FAILED, _describe(exc)
+            if not keep_going:
+                stop_everything(f"step {name} failed")
+        if rec.status == DONE and rec.note == "" and isinstance(result, Noted):
+            rec.note = result.note
+        reporter.step_finished(rec)
+    if interrupt is not None:
+        raise interrupt
+    return records
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, E2EError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def parallel(*calls: Callable[[], T], cancellation: Cancellation | None = None) -> list[T]:
+    """Run callables concurrently; return their results in order, or raise like one call.
+
+    When one raises, `cancellation` (if given) is cancelled so the others' commands stop; all
+    are joined before the first exception (in argument order) is re-raised.
+    """
+    results: list[Any] = [None] * len(calls)
+    errors: list[BaseException | None] = [None] * len(calls)
+
+    def run(i: int, call: Callable[[], T]) -> None:
+        try:
+            results[i] = call()
+        except BaseException as exc:
+            errors[i] = exc
+            if cancellation is not None:
+                cancellation.cancel(f"{getattr(call, '__name__', 'a parallel call')} failed")
+
+    threads = [threading.Thread(target=run, args=(i, c), daemon=True) for i, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    first = next((e for e in errors if e is not None and not isinstance(e, Cancelled)), None)
+    first = first or next((e for e in errors if e is not None), None)
+    if first is not None:
+        raise first
+    return results
+
+
+def records_ok(records: Sequence[StepRecord] | dict[str, StepRecord]) -> bool:
+    values = records.values() if isinstance(records, dict) else records
+    return all(r.status == DONE for r in values)

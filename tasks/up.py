@@ -1,0 +1,119 @@
+"""`e2e.up` and `e2e.plan`: select the steps, schedule them, report and record the timings."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from tasks import preflight as checks
+from tasks.config import SERVICES, E2EConfig
+from tasks.context import RunContext, StepContext, private_dir
+from tasks.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from tasks.graph import Graph, Step
+from tasks.runner import Cancellation, LocalRunner
+from tasks.scheduler import DONE, Noted, run_graph
+from tasks.steps import STACK, PlanInputs
+from tasks.timings import timings_document, write_timings
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    only: tuple[str, ...] = ()
+    jobs: int = 4
+    keep_going: bool = False
+    recreate: bool = False
+    dry: bool = False
+
+
+def stack_graph(only: Sequence[str] = ()) -> Graph:
+    return STACK.graph().select(only)
+
+
+def preflight(cfg: E2EConfig, graph: Graph) -> checks.Tools:
+    """Everything checkable before a side effect; raises UsageError (exit 2)."""
+    tools = checks.find_tools(cfg)
+    if "cluster" in graph.steps:
+        checks.check_kind_config(cfg)
+    building = [svc for svc in SERVICES if f"build-{svc}" in graph.steps]
+    if building:
+        checks.check_source(cfg, building)
+    return tools
+
+
+def new_run_dir(cfg: E2EConfig) -> Path:
+    # Timestamp plus PID: two runs started in the same second still get their own folder.
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = private_dir(cfg.runs_dir) / f"{stamp}-{os.getpid()}"
+    private_dir(run_dir)
+    return run_dir
+
+
+def run_up(cfg: E2EConfig, opts: UpOptions, out: TextIO | None = None) -> int:
+    """Run the selected steps; print the live view and the summary; return the exit code."""
+    from tasks import console
+
+    out = out or sys.stdout
+    graph = stack_graph(opts.only)
+    tools = preflight(cfg, graph)
+    cancellation = Cancellation()
+    echo = (lambda line: print(line, file=out, flush=True))
+    runner = LocalRunner(cancellation, dry=opts.dry, echo=echo)
+    run_dir = cfg.runs_dir / "dry-run" if opts.dry else new_run_dir(cfg)
+    run = RunContext(cfg, tools, runner, run_dir, cancellation, dry=opts.dry,
+                     recreate=opts.recreate, echo=echo)
+
+    def execute(step: Step) -> object:
+        result = step.body(StepContext(run, step.name))
+        run.results[step.name] = result.value if isinstance(result, Noted) else result
+        return result
+
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    reporter = console.PlainReporter(out) if opts.dry else console.make_reporter(graph.order, out)
+    interrupted = False
+    try:
+        records = run_graph(graph, execute, jobs=opts.jobs, keep_going=opts.keep_going,
+                            cancellation=cancellation, reporter=reporter)
+    except KeyboardInterrupt:
+        interrupted, records = True, {}
+    finally:
+        reporter.close()
+        cleanup_errors = run.run_cleanups()
+    for err in cleanup_errors:
+        print(f"warning: cleanup failed: {err}", file=out)
+    if opts.dry:
+        print("dry run: no command was run", file=out)
+        return EXIT_OK
+    if interrupted:
+        print("interrupted", file=out)
+        return EXIT_INTERRUPTED
+    extra: dict[str, Any] = {"jobs": opts.jobs, "only": list(opts.only), "cluster": cfg.cluster_name}
+    write_timings(run_dir / "timings.json", timings_document(records, started_at, run_dir, extra))
+    console.print_summary(records, run_dir, out)
+    ok = all(r.status == DONE for r in records.values())
+    if not ok:
+        print(f"the cluster {cfg.cluster_name!r} was kept for diagnosis: "
+              f"`invoke e2e.diagnose`; remove it with `invoke e2e.clean`", file=out)
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def plan_document(cfg: E2EConfig, graph: Graph, provider: str, arch: str) -> dict[str, Any]:
+    inputs = PlanInputs(cfg, provider, arch)
+    return {
+        "cluster": cfg.cluster_name,
+        "provider": provider,
+        "target_arch": arch,
+        "steps": [
+            {
+                "name": name,
+                "needs": list(graph.steps[name].needs),
+                "groups": list(graph.steps[name].groups),
+                "help": graph.steps[name].help,
+                "commands": graph.steps[name].plan(inputs) if graph.steps[name].plan else [],
+            }
+            for name in graph.order
+        ],
+    }

@@ -1,0 +1,133 @@
+"""Shared fixtures: a real podman set up for this machine, a fake Kubernaut tree, and a way to
+run `invoke` as a subprocess with the stand-in `kind` first on PATH."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
+
+# A static binary: FROM scratch images need no base image (nothing can be pulled here).
+_HELLO_C = r"""
+#include <stdio.h>
+int main(void) { puts("kubernaut stand-in service"); return 0; }
+"""
+
+_TEST_DOCKERFILE = """\
+# Test image: FROM scratch + a static binary, so the real build/save/load path runs offline.
+FROM scratch
+ARG TARGETARCH
+ARG GO_VERSION
+LABEL e2e.target-arch=${TARGETARCH} e2e.go-version=${GO_VERSION}
+COPY hello /usr/local/bin/{svc}
+ENTRYPOINT ["/usr/local/bin/{svc}"]
+"""
+
+
+@pytest.fixture(scope="session")
+def containers_conf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """podman on these machines needs runc and no default ulimits (see shared/notes/machine.md)."""
+    path = tmp_path_factory.mktemp("podman") / "containers.conf"
+    path.write_text('[containers]\ndefault_ulimits = []\n[engine]\nruntime = "runc"\n')
+    return path
+
+
+@pytest.fixture(scope="session")
+def podman_env(containers_conf: Path) -> dict[str, str]:
+    if shutil.which("podman") is None:
+        pytest.fail("podman is not installed: .ci/run installs it (apt-get install podman runc)")
+    return {**os.environ, "CONTAINERS_CONF": str(containers_conf)}
+
+
+@pytest.fixture(scope="session")
+def hello_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("hello")
+    (d / "hello.c").write_text(_HELLO_C)
+    subprocess.run(["gcc", "-static", "-Os", "-o", str(d / "hello"), str(d / "hello.c")], check=True)
+    return d / "hello"
+
+
+@dataclass(frozen=True)
+class Project:
+    """One test's world: a Kubernaut-like source tree, Dockerfiles, state and kind state."""
+
+    source: Path
+    dockerfiles: Path
+    state: Path
+    kind_state: Path
+    images: dict[str, str]
+    env: dict[str, str]
+
+    def run(self, *args: str, timeout: float = 300, extra_env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT,
+                              env={**self.env, **(extra_env or {})}, capture_output=True,
+                              text=True, timeout=timeout)
+
+    def kind_calls(self) -> list[dict]:
+        from tests.kindstate import read_calls
+
+        return read_calls(self.kind_state)
+
+    def last_run_dir(self) -> Path:
+        runs = sorted((self.state / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+        return runs[-1]
+
+    def timings(self) -> dict:
+        return json.loads((self.last_run_dir() / "timings.json").read_text())
+
+    def podman(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["podman", *args], env=self.env, capture_output=True, text=True,
+                              check=check)
+
+    def image_exists(self, ref: str) -> bool:
+        return self.podman("image", "exists", ref).returncode == 0
+
+
+def make_source_tree(root: Path, hello: Path) -> Path:
+    src = root / "kubernaut"
+    for svc in ("gateway", "datastorage"):
+        (src / "cmd" / svc).mkdir(parents=True)
+        (src / "cmd" / svc / "main.go").write_text("package main\n\nfunc main() {}\n")
+    (src / "go.mod").write_text("module github.com/jordigilh/kubernaut\n\ngo 1.24.6\n")
+    shutil.copy(hello, src / "hello")
+    return src
+
+
+@pytest.fixture
+def project(tmp_path: Path, podman_env: dict[str, str], hello_binary: Path):  # type: ignore[no-untyped-def]
+    from tests.kindstate import standin_env
+
+    tag = uuid.uuid4().hex[:8]
+    dockerfiles = tmp_path / "dockerfiles"
+    dockerfiles.mkdir()
+    for svc in ("gateway", "datastorage"):
+        (dockerfiles / f"Dockerfile.{svc}").write_text(_TEST_DOCKERFILE.replace("{svc}", svc))
+    images = {svc: f"localhost/e2etest-{svc}-{tag}:test" for svc in ("gateway", "datastorage")}
+    kind_state = tmp_path / "kind-state"
+    kind_state.mkdir()
+    env = standin_env(kind_state)
+    env.update({
+        "CONTAINERS_CONF": podman_env["CONTAINERS_CONF"],
+        "CI": "true",
+        "INVOKE_E2E_SOURCE_DIR": str(make_source_tree(tmp_path, hello_binary)),
+        "INVOKE_E2E_DOCKERFILE_DIR": str(dockerfiles),
+        "INVOKE_E2E_STATE_DIR": str(tmp_path / "state"),
+        "INVOKE_E2E_CLUSTER_NAME": f"e2e-{tag}",
+        "INVOKE_E2E_GATEWAY_IMAGE": images["gateway"],
+        "INVOKE_E2E_DATASTORAGE_IMAGE": images["datastorage"],
+    })
+    proj = Project(Path(env["INVOKE_E2E_SOURCE_DIR"]), dockerfiles, tmp_path / "state",
+                   kind_state, images, env)
+    yield proj
+    # Never leave test images in the machine's store, whatever the test did.
+    proj.podman("rmi", "--force", *images.values())

@@ -1,0 +1,157 @@
+"""`invoke e2e.up --only images` and `invoke e2e.clean` as subprocesses: real podman builds,
+saves and removes images; the stand-in kind creates the cluster and checks the archives."""
+from __future__ import annotations
+
+import json
+import os
+
+from tests.conftest import Project
+from tests.kindstate import clusters, set_behaviour
+
+
+def _argvs(project: Project) -> list[list[str]]:
+    return [call["argv"] for call in project.kind_calls()]
+
+
+def test_up_images_builds_loads_and_overlaps_cluster_creation(project: Project):
+    set_behaviour(project.kind_state, delay={"create cluster": 3.0})
+    cluster = project.env["INVOKE_E2E_CLUSTER_NAME"]
+
+    result = project.run("e2e.up", "--only", "images")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    # kind saw exactly the commands of the plan, with the podman provider.
+    argvs = _argvs(project)
+    assert ["get", "clusters"] in argvs
+    create = next(a for a in argvs if a[:2] == ["create", "cluster"])
+    assert create[create.index("--name") + 1] == cluster
+    assert create[create.index("--kubeconfig") + 1] == str(project.state / "state" / cluster / "kubeconfig")
+    loads = [a for a in argvs if a[:2] == ["load", "image-archive"]]
+    assert len(loads) == 2
+    assert all(call["provider"] == "podman" for call in project.kind_calls())
+
+    # The images that were built are the images kind loaded.
+    assert sorted(clusters(project.kind_state)[cluster]["images"]) == sorted(project.images.values())
+    for ref in project.images.values():
+        assert project.image_exists(ref)
+        arch = project.podman("image", "inspect", "--format", "{{index .Labels \"e2e.target-arch\"}}", ref)
+        assert arch.stdout.strip() in ("amd64", "arm64")  # TARGETARCH from the provider, not hard-coded
+
+    # No archive left behind; kubeconfig private.
+    state = project.state / "state" / cluster
+    assert not list(state.glob("archives/*.tar"))
+    assert oct((state / "kubeconfig").stat().st_mode & 0o777) == "0o600"
+    assert oct(state.stat().st_mode & 0o777) == "0o700"
+
+    # Measured: a build ran while the cluster was being created.
+    doc = project.timings()
+    steps = {s["name"]: s for s in doc["steps"]}
+    assert all(s["status"] == "done" for s in steps.values())
+    c, b = steps["cluster"], steps["build-gateway"]
+    assert b["start"] < c["end"] and c["start"] < b["end"], (c, b)
+    assert doc["makespan"] < doc["sum_of_steps"]
+    assert doc["critical_path"][0] == "preflight"
+    assert doc["critical_path"][-1] in ("load-gateway", "load-datastorage")
+    # Each step has its own log, holding its command.
+    assert "podman build" in (project.last_run_dir() / "build-gateway.log").read_text()
+    assert "critical path:" in result.stdout and "makespan" in result.stdout
+
+
+def test_second_up_reuses_the_cluster(project: Project):
+    assert project.run("e2e.up", "--only", "cluster").returncode == 0
+    second = project.run("e2e.up", "--only", "cluster")
+    assert second.returncode == 0, second.stdout + second.stderr
+    creates = [a for a in _argvs(project) if a[:2] == ["create", "cluster"]]
+    assert len(creates) == 1
+    assert "reused existing cluster" in second.stdout
+
+
+def test_clean_removes_cluster_images_and_state_and_is_idempotent(project: Project):
+    assert project.run("e2e.up", "--only", "images").returncode == 0
+    cluster = project.env["INVOKE_E2E_CLUSTER_NAME"]
+
+    first = project.run("e2e.clean")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"removed kind cluster {cluster}" in first.stdout
+    assert cluster not in clusters(project.kind_state)
+    assert ["delete", "cluster", "--name", cluster,
+            "--kubeconfig", str(project.state / "state" / cluster / "kubeconfig")] in _argvs(project)
+    for ref in project.images.values():
+        assert not project.image_exists(ref)
+    assert not (project.state / "state" / cluster).exists()
+
+    second = project.run("e2e.clean")
+    assert second.returncode == 0
+    assert "nothing to remove" in second.stdout
+
+
+def test_clean_keep_images(project: Project):
+    assert project.run("e2e.up", "--only", "images").returncode == 0
+    assert project.run("e2e.clean", "--keep-images").returncode == 0
+    assert all(project.image_exists(ref) for ref in project.images.values())
+
+
+def test_failed_load_stops_the_run_and_names_the_step(project: Project):
+    # The cluster is slow and the gateway load fails at once: the datastorage branch is stopped.
+    set_behaviour(project.kind_state, delay={"create cluster": 1.0},
+                  fail={"load image-archive": {"exit": 1, "message": "ERROR: failed to load image: boom"}})
+    result = project.run("e2e.up", "--only", "images", "--jobs", "4")
+    assert result.returncode == 1
+    doc = project.timings()
+    steps = {s["name"]: s for s in doc["steps"]}
+    failed = [s for s in steps.values() if s["status"] == "failed"]
+    assert failed and failed[0]["name"].startswith("load-")
+    assert f"FAILED {failed[0]['name']}" in result.stdout
+    assert f"{failed[0]['name']}.log" in result.stdout
+    assert "boom" in (project.last_run_dir() / f"{failed[0]['name']}.log").read_text()
+    # The other load either failed too, was cancelled or never started: not "done".
+    assert [s["status"] for s in steps.values()].count("done") < len(steps) - 1
+    cluster = project.env["INVOKE_E2E_CLUSTER_NAME"]
+    assert not list((project.state / "state" / cluster).glob("archives/*.tar"))
+
+
+def test_dry_run_echoes_commands_and_runs_none(project: Project):
+    result = project.run("--dry", "e2e.up", "--only", "images")
+    assert result.returncode == 0, result.stderr
+    assert "podman build" in result.stdout and "kind load image-archive" in result.stdout
+    assert project.kind_calls() == []
+    assert not any(project.image_exists(ref) for ref in project.images.values())
+    assert not (project.state / "runs").exists() or not any((project.state / "runs").iterdir())
+
+
+def test_plan_json_lists_steps_needs_and_commands(project: Project):
+    result = project.run("e2e.plan", "--json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    steps = {s["name"]: s for s in doc["steps"]}
+    assert steps["load-gateway"]["needs"] == ["save-gateway", "cluster"]
+    assert any(project.images["gateway"] in c for c in steps["build-gateway"]["commands"])
+    assert any("kind create cluster" in c for c in steps["cluster"]["commands"])
+    assert project.kind_calls() == []
+
+
+def test_missing_tool_is_a_usage_error_before_anything_starts(project: Project, tmp_path):
+    # A PATH with python but neither kind nor podman nor docker.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    os.symlink(os.path.realpath(os.sys.executable), bare / "python3")
+    result = project.run("e2e.up", extra_env={"PATH": str(bare)})
+    assert result.returncode == 2
+    assert "missing tools: kind" in result.stderr and "podman or docker" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (project.state / "runs").exists()
+
+
+def test_bad_config_is_a_usage_error_naming_the_key(project: Project):
+    result = project.run("e2e.up", extra_env={"INVOKE_E2E_CLUSTER_NAME": "Not_Valid"})
+    assert result.returncode == 2
+    assert "e2e.cluster_name" in result.stderr
+    assert project.kind_calls() == []
+
+
+def test_missing_source_dir_says_which_path_and_how_to_set_it(project: Project, tmp_path):
+    missing = tmp_path / "no-such-checkout"
+    result = project.run("e2e.up", "--source-dir", str(missing))
+    assert result.returncode == 2
+    assert str(missing) in result.stderr and "--source-dir" in result.stderr
+    assert project.kind_calls() == []

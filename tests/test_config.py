@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tasks.config import DEFAULTS, is_image_ref, load_config
+from tasks.errors import EXIT_USAGE, UsageError
+
+
+def test_defaults_need_no_file():
+    cfg = load_config({})
+    assert cfg.cluster_name == "gateway-e2e"
+    assert cfg.image_ref("gateway") == "localhost/kubernaut-gateway:e2e-test"
+    assert cfg.image_ref("datastorage") == "localhost/kubernaut-datastorage:e2e-test"
+    assert cfg.kubeconfig.name == "kubeconfig" and cfg.kubeconfig.is_absolute()
+
+
+def test_flags_override_file_values_and_none_means_not_given(tmp_path: Path):
+    cfg = load_config({"cluster_name": "from-file", "jobs": 3},
+                      {"cluster_name": "from-flag", "jobs": None}, root=tmp_path)
+    assert cfg.cluster_name == "from-flag"
+    assert cfg.jobs == 3
+
+
+def test_relative_paths_are_relative_to_the_project(tmp_path: Path):
+    cfg = load_config({"source_dir": "src"}, root=tmp_path)
+    assert cfg.source_dir == tmp_path / "src"
+
+
+@pytest.mark.parametrize("raw, key", [
+    ({"clustr_name": "x"}, "e2e.clustr_name: unknown key"),
+    ({"jobs": "four"}, "e2e.jobs: expected an integer"),
+    ({"jobs": 0}, "e2e.jobs: 0 must be at least 1"),
+    ({"cluster_name": "Gateway_E2E"}, "e2e.cluster_name: 'Gateway_E2E' is not a valid DNS-1123"),
+    ({"gateway_image": "Local Host/x:y"}, "e2e.gateway_image: 'Local Host/x:y' is not a valid image"),
+    ({"datastorage_image": "x:tag:tag"}, "e2e.datastorage_image"),
+    ({"provider": "lxc"}, "e2e.provider: 'lxc' must be one of"),
+    ({"ready_timeout": -5}, "e2e.ready_timeout: -5 must be a positive"),
+    ({"kind_wait": "soon"}, "e2e.kind_wait"),
+    ({"source_dir": 42}, "e2e.source_dir: expected a string"),
+    ({"gateway_node_port": 80}, "e2e.gateway_node_port"),
+])
+def test_bad_values_name_the_key(raw, key):
+    with pytest.raises(UsageError) as info:
+        load_config(raw)
+    assert key in str(info.value)
+    assert info.value.exit_code == EXIT_USAGE
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("ref, ok", [
+    ("localhost/kubernaut-gateway:e2e-test", True),
+    ("registry.access.redhat.com/ubi9/ubi-minimal", True),
+    ("localhost:5000/a/b:1.0", True),
+    ("redis", True),
+    ("library/UPPER", False),
+    ("a b", False),
+    ("x:$(rm -rf /)", False),
+    ("", False),
+])
+def test_image_ref_grammar(ref, ok):
+    assert is_image_ref(ref) is ok
+
+
+def test_every_default_is_a_field():
+    cfg = load_config({})
+    assert all(hasattr(cfg, key) for key in DEFAULTS)
