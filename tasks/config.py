@@ -121,6 +121,11 @@ class E2EConfig:
         return self.cluster_state_dir / "kubeconfig"
 
     @property
+    def rendered_kind_config(self) -> Path:
+        """kind_config with the port settings filled in: what `kind create` is given."""
+        return self.cluster_state_dir / "kind-config.yaml"
+
+    @property
     def archive_dir(self) -> Path:
         return self.cluster_state_dir / "archives"
 

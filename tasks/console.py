@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from tasks.scheduler import CANCELLED, DONE, FAILED, RUNNING, SKIPPED, StepRecord
 from tasks.timings import summarise
@@ -143,3 +143,18 @@ def print_summary(records: Mapping[str, StepRecord], run_dir: Path, stream: Text
             console.print(f"[bold red]FAILED[/] {rec.name}: {rec.error}", highlight=False)
             console.print(f"  log: {run_dir / (rec.name + '.log')}", highlight=False, soft_wrap=True)
     console.print(f"run directory: {run_dir}", highlight=False, soft_wrap=True)
+
+
+def print_checklist(checks: Sequence[Any], stream: TextIO | None = None) -> None:
+    """The validation checklist: one line per check, pass or FAIL, with what was measured."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=stream or sys.stdout, width=120)
+    table = Table(title="Checklist", title_justify="left")
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("measured")
+    for check in checks:
+        table.add_row(check.name, "[green]pass[/]" if check.passed else "[bold red]FAIL[/]", check.detail)
+    console.print(table)

@@ -60,3 +60,29 @@ def check_source(cfg: E2EConfig, services: Iterable[str]) -> None:
 def check_kind_config(cfg: E2EConfig) -> None:
     if not cfg.kind_config.is_file():
         raise UsageError(f"config e2e.kind_config: {cfg.kind_config} does not exist")
+
+
+def check_deploy_inputs(cfg: E2EConfig, steps: set[str]) -> None:
+    """CRDs, migrations and manifests exist and parse, before anything is created."""
+    from tasks import manifests
+
+    for step, key, pattern in (("crds", "crd_glob", cfg.crd_glob),
+                               ("migrations", "migrations_glob", cfg.migrations_glob)):
+        if step in steps:
+            if not cfg.source_dir.is_dir():
+                raise UsageError(f"config e2e.source_dir: {cfg.source_dir} does not exist; {_HOW_TO_SET}")
+            files = sorted(cfg.source_dir.glob(pattern))
+            if not files:
+                raise UsageError(f"config e2e.{key}: no files match {cfg.source_dir / pattern}")
+            if step == "crds":
+                for path in files:
+                    manifests.load_documents(path.read_text(), str(path))
+    if "cluster" in steps:
+        manifests.load_documents(manifests.render_text(cfg.kind_config, manifests.template_values(cfg, {})),
+                                 str(cfg.kind_config), require_name=False)
+    # Placeholder secrets: only the templates' syntax is checked here.
+    values = manifests.template_values(cfg, {"postgres_admin_password": "x", "postgres_password": "x"})
+    for step, names in manifests.STEP_MANIFESTS.items():
+        if step in steps:
+            for name in names:
+                manifests.render(name, values)

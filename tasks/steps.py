@@ -59,7 +59,8 @@ def _plan_cluster(p: PlanInputs) -> list[str]:
     cfg = p.cfg
     return [
         _kind_cmd(p, kind.get_clusters()),
-        _kind_cmd(p, kind.create_cluster(cfg.cluster_name, cfg.kind_config, cfg.kubeconfig,
+        f"render {cfg.kind_config} -> {cfg.rendered_kind_config}",
+        _kind_cmd(p, kind.create_cluster(cfg.cluster_name, cfg.rendered_kind_config, cfg.kubeconfig,
                                          cfg.kind_wait)) + "   # unless it exists",
     ]
 
@@ -81,7 +82,11 @@ def cluster(ctx: StepContext) -> Noted:
         if not out.dry:
             write_private(cfg.kubeconfig, out.stdout)
         return Noted("reused existing cluster", cfg.kubeconfig)
-    ctx.sh(kind.create_cluster(cfg.cluster_name, cfg.kind_config, cfg.kubeconfig, cfg.kind_wait),
+    if not ctx.run.dry:
+        from tasks.manifests import render_text, template_values
+
+        write_private(cfg.rendered_kind_config, render_text(cfg.kind_config, template_values(cfg, {})))
+    ctx.sh(kind.create_cluster(cfg.cluster_name, cfg.rendered_kind_config, cfg.kubeconfig, cfg.kind_wait),
            env=env)
     if not ctx.run.dry:
         cfg.kubeconfig.chmod(0o600)

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from tasks import preflight as checks
+from tasks import preflight as preflight_checks
+from tasks.checklist import checklist
 from tasks.config import SERVICES, E2EConfig
 from tasks.context import RunContext, StepContext, private_dir
 from tasks.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
@@ -35,12 +36,13 @@ def stack_graph(only: Sequence[str] = ()) -> Graph:
 
 def preflight(cfg: E2EConfig, graph: Graph) -> checks.Tools:
     """Everything checkable before a side effect; raises UsageError (exit 2)."""
-    tools = checks.find_tools(cfg)
+    tools = preflight_checks.find_tools(cfg)
     if "cluster" in graph.steps:
-        checks.check_kind_config(cfg)
+        preflight_checks.check_kind_config(cfg)
     building = [svc for svc in SERVICES if f"build-{svc}" in graph.steps]
     if building:
-        checks.check_source(cfg, building)
+        preflight_checks.check_source(cfg, building)
+    preflight_checks.check_deploy_inputs(cfg, set(graph.steps))
     return tools
 
 
@@ -91,9 +93,14 @@ def run_up(cfg: E2EConfig, opts: UpOptions, out: TextIO | None = None) -> int:
         print("interrupted", file=out)
         return EXIT_INTERRUPTED
     extra: dict[str, Any] = {"jobs": opts.jobs, "only": list(opts.only), "cluster": cfg.cluster_name}
+    checks = checklist(records, cfg.time_budget) if "health" in graph.steps else []
+    if checks:
+        extra["checklist"] = [c.to_dict() for c in checks]
     write_timings(run_dir / "timings.json", timings_document(records, started_at, run_dir, extra))
     console.print_summary(records, run_dir, out)
-    ok = all(r.status == DONE for r in records.values())
+    if checks:
+        console.print_checklist(checks, out)
+    ok = all(r.status == DONE for r in records.values()) and all(c.passed for c in checks)
     if not ok:
         print(f"the cluster {cfg.cluster_name!r} was kept for diagnosis: "
               f"`invoke e2e.diagnose`; remove it with `invoke e2e.clean`", file=out)

@@ -1,0 +1,59 @@
+"""The end-of-run checklist: the handoff's validation list, checked from measurements."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from tasks.scheduler import DONE, FAILED, Noted, StepRecord
+from tasks.timings import overlap, summarise
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _value(record: StepRecord | None) -> Any:
+    if record is None:
+        return None
+    return record.result.value if isinstance(record.result, Noted) else record.result
+
+
+def checklist(records: Mapping[str, StepRecord], budget: float) -> list[Check]:
+    """Pure: every line is derived from the step records, none is assumed."""
+    checks: list[Check] = []
+    not_done = [n for n, r in records.items() if r.status != DONE]
+    checks.append(Check("every step done", not not_done,
+                        "all done" if not not_done else "not done: " + ", ".join(not_done)))
+
+    builds = [records.get("build-gateway"), records.get("build-datastorage")]
+    if all(b is not None and b.status == DONE for b in builds):
+        both = overlap(builds[0], builds[1])  # type: ignore[arg-type]
+        checks.append(Check("image builds ran in parallel", both > 0,
+                            f"overlapped {both:.1f}s" if both > 0 else "did not overlap"))
+    else:
+        checks.append(Check("image builds ran in parallel", False, "a build did not finish"))
+
+    health = _value(records.get("health")) or {}
+    pod = health.get("gateway_pod")
+    checks.append(Check("gateway pod Running and ready", bool(health.get("gateway_pod_ready")),
+                        f"pod {pod}" if pod else "no ready gateway pod seen"))
+    results = health.get("checks") or {}
+    ok = bool(results) and all(r.get("ok") for r in results.values())
+    checks.append(Check("health check passed", ok,
+                        "; ".join(f"{r['url']}: {r['outcome']}" for r in results.values())
+                        or "health step did not run"))
+
+    makespan = summarise(records).makespan
+    checks.append(Check(f"total time within budget ({budget:g}s)", makespan <= budget,
+                        f"{makespan:.1f}s"))
+    failed = [n for n, r in records.items() if r.status == FAILED]
+    checks.append(Check("no step errors", not failed,
+                        "none" if not failed else "failed: " + ", ".join(failed)))
+    return checks
