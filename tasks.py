@@ -6,12 +6,16 @@ setting `__path__` lets `tasks.graph`, `tasks.steps`, ... import as its submodul
 in pytest alike (there is deliberately no tasks/__init__.py).
 """
 import os
+from pathlib import Path
 
 __path__ = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "tasks")]
 
 from invoke import Collection  # noqa: E402
 
 from tasks.e2e import collection  # noqa: E402
+from tasks.project_config import exit_on_problem  # noqa: E402
+
+exit_on_problem(Path(__file__).resolve().parent)
 
 ns = Collection()
 ns.add_collection(collection())

@@ -133,6 +133,10 @@ class E2EConfig:
         return self.archive_dir / f"{service}.tar"
 
     @property
+    def locks_dir(self) -> Path:
+        return self.state_dir / "locks"
+
+    @property
     def runs_dir(self) -> Path:
         return self.state_dir / "runs"
 

@@ -13,11 +13,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from tasks.scheduler import CANCELLED, DONE, FAILED, RUNNING, SKIPPED, StepRecord
+from tasks.scheduler import CANCELLED, DONE, FAILED, INTERRUPTED, RUNNING, SKIPPED, StepRecord
 from tasks.timings import summarise
 
-_MARK = {DONE: "done", FAILED: "FAILED", CANCELLED: "cancelled", SKIPPED: "skipped", RUNNING: "running"}
-_STYLE = {DONE: "green", FAILED: "bold red", CANCELLED: "yellow", SKIPPED: "dim", RUNNING: "cyan"}
+_MARK = {DONE: "done", FAILED: "FAILED", CANCELLED: "cancelled", SKIPPED: "skipped", RUNNING: "running",
+         INTERRUPTED: "INTERRUPTED"}
+_STYLE = {DONE: "green", FAILED: "bold red", CANCELLED: "yellow", SKIPPED: "dim", RUNNING: "cyan",
+          INTERRUPTED: "bold yellow"}
 
 
 def wants_live_view(stream: TextIO) -> bool:
@@ -43,7 +45,10 @@ class PlainReporter:
     def step_finished(self, record: StepRecord) -> None:
         took = f" in {record.duration:.1f}s" if record.duration is not None else ""
         note = f" ({record.note})" if record.note else ""
-        why = f": {record.error}" if record.error and record.status != DONE else ""
+        # The first line only: multi-line failure details are printed once, in the summary.
+        first = (record.error or "").splitlines()[0] if record.error else ""
+        more = " (details below)" if record.error and "\n" in record.error else ""
+        why = f": {first}{more}" if record.error and record.status != DONE else ""
         self.line(f"{record.name}: {_MARK.get(record.status, record.status)}{took}{note}{why}")
 
     def close(self) -> None:
@@ -84,10 +89,12 @@ class LiveReporter:
                 elapsed = f"{rec.duration:.1f}s"
             else:
                 elapsed = ""
-            detail = rec.note or (rec.error or "" if rec.status in (FAILED, CANCELLED) else "")
+            detail = rec.note or ((rec.error or "").splitlines()[0] if rec.error and rec.status in (FAILED, CANCELLED) else "")
             style = _STYLE.get(rec.status, "")
+            from rich.markup import escape
+
             table.add_row(rec.name, f"[{style}]{_MARK.get(rec.status, rec.status)}[/]" if style
-                          else rec.status, elapsed, detail[:80])
+                          else rec.status, elapsed, escape(detail[:80]))
         return table
 
     def step_started(self, record: StepRecord) -> None:
@@ -118,6 +125,7 @@ def _fmt(value: float | None) -> str:
 def print_summary(records: Mapping[str, StepRecord], run_dir: Path, stream: TextIO | None = None) -> None:
     """The end-of-run table: per-step start/end/duration, makespan, sum, critical path."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     stream = stream or sys.stdout
@@ -130,7 +138,7 @@ def print_summary(records: Mapping[str, StepRecord], run_dir: Path, stream: Text
     for rec in records.values():
         style = _STYLE.get(rec.status, "")
         table.add_row(rec.name, f"[{style}]{rec.status}[/]" if style else rec.status,
-                      _fmt(rec.start), _fmt(rec.end), _fmt(rec.duration), rec.note)
+                      _fmt(rec.start), _fmt(rec.end), _fmt(rec.duration), escape(rec.note))
     console.print(table)
     console.print(
         f"makespan {summary.makespan:.1f}s | sum of steps {summary.total:.1f}s "
@@ -140,14 +148,18 @@ def print_summary(records: Mapping[str, StepRecord], run_dir: Path, stream: Text
     console.print(f"critical path: {' -> '.join(summary.critical_path) or '-'}", highlight=False)
     for rec in records.values():
         if rec.status == FAILED:
-            console.print(f"[bold red]FAILED[/] {rec.name}: {rec.error}", highlight=False)
-            console.print(f"  log: {run_dir / (rec.name + '.log')}", highlight=False, soft_wrap=True)
-    console.print(f"run directory: {run_dir}", highlight=False, soft_wrap=True)
+            # Error text is data (logs, Go traces with [brackets]): never rich markup.
+            console.print(f"[bold red]FAILED[/] {escape(rec.name)}: {escape(rec.error or '')}",
+                          highlight=False, soft_wrap=True)
+            console.print(f"  log: {run_dir / (rec.name + '.log')}", highlight=False, soft_wrap=True,
+                          markup=False)
+    console.print(f"run directory: {run_dir}", highlight=False, soft_wrap=True, markup=False)
 
 
 def print_checklist(checks: Sequence[Any], stream: TextIO | None = None) -> None:
     """The validation checklist: one line per check, pass or FAIL, with what was measured."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(file=stream or sys.stdout, width=120)
@@ -156,5 +168,6 @@ def print_checklist(checks: Sequence[Any], stream: TextIO | None = None) -> None
     table.add_column("result")
     table.add_column("measured")
     for check in checks:
-        table.add_row(check.name, "[green]pass[/]" if check.passed else "[bold red]FAIL[/]", check.detail)
+        table.add_row(check.name, "[green]pass[/]" if check.passed else "[bold red]FAIL[/]",
+                      escape(check.detail))
     console.print(table)

@@ -10,6 +10,7 @@ from typing import Any
 
 from tasks.config import E2EConfig
 from tasks.preflight import Tools
+from tasks.redact import Redactor
 from tasks.runner import Cancellation, CommandResult, Runner
 
 
@@ -25,6 +26,7 @@ class RunContext:
     dry: bool = False
     recreate: bool = False
     echo: Callable[[str], None] = print
+    redactor: Redactor = field(default_factory=Redactor)
     results: dict[str, Any] = field(default_factory=dict)
     _cleanups: list[Callable[[], None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -79,6 +81,7 @@ class StepContext:
                                    check=check, timeout=timeout, log_stdout=log_stdout)
 
     def log(self, text: str) -> None:
+        text = self.run.redactor.redact(text)
         if self.log_path is not None:
             with self.log_path.open("a") as fh:
                 fh.write(text.rstrip("\n") + "\n")

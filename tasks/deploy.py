@@ -6,6 +6,7 @@ through tasks.kube (the real client); apply is idempotent, waits fail fast (task
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 import time
 import urllib.error
@@ -45,10 +46,36 @@ def _dry(ctx: StepContext) -> bool:
 def _apply_all(ctx: StepContext, kube: Kube, objects: list[dict[str, Any]]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for obj in objects:
+        if obj.get("kind") == "Secret":
+            _register_secret_values(ctx, obj)
         applied = kube.apply(obj)
         ctx.log(f"{applied.action}: {applied.description}")  # names only: objects may be Secrets
         counts[applied.action] = counts.get(applied.action, 0) + 1
     return counts
+
+
+#: Secret keys (and keys inside file-shaped Secret values) whose values are credentials.
+_SENSITIVE = re.compile(r"pass|token|secret|key|cred|cert", re.IGNORECASE)
+
+
+def _register_secret_values(ctx: StepContext, secret: dict[str, Any]) -> None:
+    """Credentials a Secret holds are masked in every log and message of this run.
+
+    User and database names are not masked: hiding "postgres" would make every log unreadable.
+    """
+    values = dict(secret.get("stringData") or {})
+    for key, value in (secret.get("data") or {}).items():
+        try:
+            values[key] = base64.b64decode(value).decode()
+        except (ValueError, UnicodeDecodeError):
+            continue
+    for key, value in values.items():
+        if _SENSITIVE.search(key):
+            ctx.run.redactor.add(str(value))
+        for line in str(value).splitlines():  # e.g. "password: x" inside db-secrets.yaml
+            inner_key, sep, inner = line.partition(":")
+            if sep and _SENSITIVE.search(inner_key):
+                ctx.run.redactor.add(inner.strip().strip('"'))
 
 
 def _note(counts: dict[str, int]) -> str:
@@ -64,6 +91,13 @@ def db_secrets(kube: Kube, namespace: str) -> dict[str, str]:
         return {"postgres_admin_password": decode("POSTGRES_PASSWORD"),
                 "postgres_password": decode("APP_PASSWORD")}
     return {"postgres_admin_password": secrets.token_hex(24), "postgres_password": secrets.token_hex(24)}
+
+
+def _db_secrets(ctx: StepContext, kube: Kube) -> dict[str, str]:
+    values = db_secrets(kube, ctx.cfg.namespace)
+    for value in values.values():
+        ctx.run.redactor.add(value)
+    return values
 
 
 def _render(ctx: StepContext, step: str, secret_values: dict[str, str] | None = None) -> list[dict[str, Any]]:
@@ -141,7 +175,7 @@ def infra(ctx: StepContext) -> object:
     if _dry(ctx):
         return None
     with _connect(ctx) as kube:
-        counts = _apply_all(ctx, kube, _render(ctx, "infra", db_secrets(kube, ctx.cfg.namespace)))
+        counts = _apply_all(ctx, kube, _render(ctx, "infra", _db_secrets(ctx, kube)))
         parallel(lambda: _wait(ctx, kube, "postgresql"), lambda: _wait(ctx, kube, "redis"))
     return Noted(_note(counts))
 
@@ -192,7 +226,7 @@ def _service(ctx: StepContext, step: str) -> object:
     if _dry(ctx):
         return None
     with _connect(ctx) as kube:
-        values = db_secrets(kube, ctx.cfg.namespace)
+        values = _db_secrets(ctx, kube)
         counts = _apply_all(ctx, kube, _render(ctx, step, values))
         took = _wait(ctx, kube, step)
     return Noted(f"{_note(counts)}; ready in {took:.1f}s")

@@ -51,13 +51,14 @@ def _exits(fn: Callable[..., int | None]) -> Callable[..., None]:
         "jobs": "Run at most N steps at once (default 4; 1 = one at a time, the sequential baseline).",
         "keep-going": "After a failure, let steps that do not depend on it finish.",
         "recreate": "Delete and recreate the Kind cluster even if one of that name exists.",
+        "clean-on-failure": "When a step fails, delete the cluster (default: keep it for diagnosis).",
         **_COMMON_HELP,
     },
 )
 @_exits
 def up(c: Context, only: list[str] | None = None, jobs: int | None = None, keep_going: bool = False,
-       recreate: bool = False, cluster_name: str | None = None, source_dir: str | None = None,
-       provider: str | None = None, state_dir: str | None = None) -> int:
+       recreate: bool = False, clean_on_failure: bool = False, cluster_name: str | None = None,
+       source_dir: str | None = None, provider: str | None = None, state_dir: str | None = None) -> int:
     """Stand up the Gateway E2E environment: cluster, images, PostgreSQL, Redis, services.
 
     Steps start as soon as what they need is done (image builds overlap cluster creation).
@@ -68,7 +69,7 @@ def up(c: Context, only: list[str] | None = None, jobs: int | None = None, keep_
     cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, provider=provider,
                   state_dir=state_dir, jobs=jobs)
     opts = UpOptions(only=tuple(only or ()), jobs=cfg.jobs, keep_going=keep_going,
-                     recreate=recreate, dry=bool(c.config.run.dry))
+                     recreate=recreate, dry=bool(c.config.run.dry), clean_on_failure=clean_on_failure)
     return run_up(cfg, opts)
 
 
@@ -85,8 +86,15 @@ def clean(c: Context, keep_images: bool = False, cluster_name: str | None = None
     from tasks.clean import clean as do_clean
     from tasks.preflight import find_tools
 
+    from tasks.lock import ClusterLock
+
     cfg = _config(c, cluster_name=cluster_name, provider=provider, state_dir=state_dir)
-    report = do_clean(cfg, find_tools(cfg), keep_images=keep_images, dry=bool(c.config.run.dry))
+    tools = find_tools(cfg)
+    if c.config.run.dry:
+        report = do_clean(cfg, tools, keep_images=keep_images, dry=True)
+    else:
+        with ClusterLock(cfg.locks_dir, cfg.cluster_name, "clean"):
+            report = do_clean(cfg, tools, keep_images=keep_images)
     if report.nothing:
         print(f"nothing to remove for cluster {cfg.cluster_name!r}")
     else:

@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from tasks.errors import Cancelled, E2EError
+from tasks.redact import Redactor
 
 #: Seconds between SIGTERM and SIGKILL when stopping a process group.
 KILL_GRACE = 5.0
@@ -101,6 +102,14 @@ class Cancellation:
             procs = list(self._procs)
         self._terminate(procs)
 
+    def kill_now(self) -> None:
+        """SIGKILL every registered process group at once (a second Ctrl-C)."""
+        self._event.set()
+        with self._lock:
+            procs = list(self._procs)
+        for proc in procs:
+            _signal_group(proc, signal.SIGKILL)
+
     def _terminate(self, procs: list[subprocess.Popen[bytes]]) -> None:
         for proc in procs:
             _signal_group(proc, signal.SIGTERM)
@@ -158,11 +167,13 @@ class LocalRunner:
         dry: bool = False,
         echo: Callable[[str], None] = print,
         base_env: Mapping[str, str] | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.cancellation = cancellation
         self.dry = dry
         self.echo = echo
         self.base_env = dict(os.environ if base_env is None else base_env)
+        self.redactor = redactor or Redactor()
 
     def run(
         self,
@@ -175,56 +186,60 @@ class LocalRunner:
         timeout: float | None = None,
         log_stdout: bool = True,
     ) -> CommandResult:
-        """Run `argv`; stderr (and stdout unless `capture`) go to `log`.
+        """Run `argv`; stderr (and stdout unless `capture`) go to `log`, secrets masked.
 
         `capture` returns stdout for parsing; it is copied to the log unless `log_stdout` is
         False (for output that holds credentials, like a kubeconfig).
         """
         argv = tuple(str(a) for a in argv)
-        shown = format_command(argv, env)
+        shown = self.redactor.redact(format_command(argv, env))
         if self.dry:
             self.echo(shown)
             return CommandResult(argv, 0, "", 0.0, dry=True)
         self.cancellation.check()
         started = time.monotonic()
-        log_fh = log.open("ab") if log else subprocess.DEVNULL
+        sink = _LogSink(log, self.redactor)
+        sink.write(f"$ {shown}\n")
         try:
-            if log:
-                log_fh.write(f"$ {shown}\n".encode())
-                log_fh.flush()
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE if capture else log_fh,
-                stderr=log_fh,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE if capture else subprocess.STDOUT,
                 env={**self.base_env, **(env or {})},
                 start_new_session=True,  # own process group: killpg stops the whole tree
             )
-            self.cancellation.register(proc)
-            timed_out = False
-            try:
-                out, _ = proc.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                _signal_group(proc, signal.SIGTERM)
-                try:
-                    out, _ = proc.communicate(timeout=self.cancellation.grace)
-                except subprocess.TimeoutExpired:
-                    _signal_group(proc, signal.SIGKILL)
-                    out, _ = proc.communicate()
-            finally:
-                self.cancellation.unregister(proc)
-            stdout = (out or b"").decode("utf-8", "replace")
-            if log and capture and log_stdout:
-                log_fh.write(stdout.encode())
-            if log:
-                log_fh.write(f"# exit {proc.returncode} after {time.monotonic() - started:.1f}s\n".encode())
         except FileNotFoundError:
+            sink.close()
             raise CommandFailed(CommandResult(argv, 127, "", 0.0), log, "", "failed: command not found") from None
+        self.cancellation.register(proc)
+        captured: list[str] = []
+        # Output is copied line by line (not left to the child to write) so it can be masked,
+        # and so the log fills while the command runs.
+        readers = [threading.Thread(target=_pump, args=(proc.stdout, sink, captured if capture else None,
+                                                         log_stdout or not capture), daemon=True)]
+        if capture:
+            readers.append(threading.Thread(target=_pump, args=(proc.stderr, sink, None, True), daemon=True))
+        for reader in readers:
+            reader.start()
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _signal_group(proc, signal.SIGTERM)
+            try:
+                proc.wait(timeout=self.cancellation.grace)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
         finally:
-            if log:
-                log_fh.close()
-        result = CommandResult(argv, proc.returncode, stdout, time.monotonic() - started)
+            self.cancellation.unregister(proc)
+        for reader in readers:
+            reader.join(timeout=self.cancellation.grace)
+        sink.write(f"# exit {proc.returncode} after {time.monotonic() - started:.1f}s\n")
+        sink.close()
+        result = CommandResult(argv, proc.returncode, "".join(captured), time.monotonic() - started)
         if self.cancellation.cancelled and not result.ok:
             self.cancellation.check()
         if timed_out:
@@ -232,3 +247,33 @@ class LocalRunner:
         if check and not result.ok:
             raise CommandFailed(result, log, _tail(log))
         return result
+
+
+class _LogSink:
+    """A step log that several reader threads append whole, masked lines to."""
+
+    def __init__(self, path: Path | None, redactor: Redactor) -> None:
+        self._fh = path.open("a", encoding="utf-8") if path else None
+        self._lock = threading.Lock()
+        self._redactor = redactor
+
+    def write(self, text: str) -> None:
+        if self._fh is not None:
+            with self._lock:
+                self._fh.write(self._redactor.redact(text))
+                self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def _pump(stream: Any, sink: _LogSink, captured: list[str] | None, to_log: bool) -> None:
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", "replace")
+        if captured is not None:
+            captured.append(line)
+        if to_log:
+            sink.write(line)
+    stream.close()

@@ -20,8 +20,16 @@ from tasks.runner import Cancellation
 
 T = TypeVar("T")
 
-PENDING, RUNNING, DONE, FAILED, CANCELLED, SKIPPED = (
-    "pending", "running", "done", "failed", "cancelled", "skipped")
+PENDING, RUNNING, DONE, FAILED, CANCELLED, SKIPPED, INTERRUPTED = (
+    "pending", "running", "done", "failed", "cancelled", "skipped", "interrupted")
+
+
+class GraphInterrupted(KeyboardInterrupt):
+    """Ctrl-C/SIGTERM stopped the run; `records` holds the partial outcome."""
+
+    def __init__(self, records: dict[str, StepRecord]) -> None:
+        super().__init__("interrupted")
+        self.records = records
 
 
 @dataclass
@@ -77,7 +85,8 @@ def run_graph(
     """Run every step of `graph` via `execute(step)`; return the records in graph order.
 
     A KeyboardInterrupt in the calling thread cancels the running steps, waits for them to
-    wind down, and is re-raised, so the caller can print the partial table.
+    wind down (their process groups are terminated), and raises GraphInterrupted with the
+    partial records, so the caller can print them.
     """
     cancellation = cancellation or Cancellation()
     reporter = reporter or _Silent()
@@ -118,7 +127,7 @@ def run_graph(
                 rec.status, rec.error = SKIPPED, "not started: " + reason
                 reporter.step_finished(rec)
 
-    interrupt: KeyboardInterrupt | None = None
+    interrupted = False
     while True:
         if not stopping:
             # One pass suffices: graph.order is topological, so a skip propagates within it.
@@ -127,8 +136,8 @@ def run_graph(
             break
         try:
             name, exc, result = finished.get()
-        except KeyboardInterrupt as ki:
-            interrupt = ki
+        except KeyboardInterrupt:
+            interrupted = True
             stop_everything("interrupted")
             continue
         running.discard(name)
@@ -137,7 +146,8 @@ def run_graph(
         if exc is None:
             rec.status, rec.result = DONE, result
         elif isinstance(exc, Cancelled) or (cancellation.cancelled and stopping):
-            rec.status, rec.error = CANCELLED, cancellation.reason or str(exc)
+            rec.status = INTERRUPTED if interrupted else CANCELLED
+            rec.error = cancellation.reason or str(exc)
         else:
             rec.status, rec.error = FAILED, _describe(exc)
             if not keep_going:
@@ -145,8 +155,8 @@ def run_graph(
         if rec.status == DONE and rec.note == "" and isinstance(result, Noted):
             rec.note = result.note
         reporter.step_finished(rec)
-    if interrupt is not None:
-        raise interrupt
+    if interrupted:
+        raise GraphInterrupted(records)
     return records
 
 

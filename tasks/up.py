@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -13,10 +16,12 @@ from tasks import preflight as preflight_checks
 from tasks.checklist import checklist
 from tasks.config import SERVICES, E2EConfig
 from tasks.context import RunContext, StepContext, private_dir
-from tasks.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from tasks.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Cancelled, E2EError, StepFailed
 from tasks.graph import Graph, Step
+from tasks.lock import ClusterLock
+from tasks.redact import Redactor
 from tasks.runner import Cancellation, LocalRunner
-from tasks.scheduler import DONE, Noted, run_graph
+from tasks.scheduler import DONE, GraphInterrupted, Noted, run_graph
 from tasks.steps import STACK, PlanInputs
 from tasks.timings import timings_document, write_timings
 
@@ -28,6 +33,7 @@ class UpOptions:
     keep_going: bool = False
     recreate: bool = False
     dry: bool = False
+    clean_on_failure: bool = False
 
 
 def stack_graph(only: Sequence[str] = ()) -> Graph:
@@ -56,55 +62,109 @@ def new_run_dir(cfg: E2EConfig) -> Path:
 
 def run_up(cfg: E2EConfig, opts: UpOptions, out: TextIO | None = None) -> int:
     """Run the selected steps; print the live view and the summary; return the exit code."""
-    from tasks import console
-
     out = out or sys.stdout
     graph = stack_graph(opts.only)
     tools = preflight(cfg, graph)
+    if opts.dry:
+        return _run(cfg, opts, graph, tools, out)
+    with ClusterLock(cfg.locks_dir, cfg.cluster_name, "up") as lock:
+        if lock.stale_pid:
+            print(f"warning: took over the lock of PID {lock.stale_pid}, which is no longer running",
+                  file=out)
+        code = _run(cfg, opts, graph, tools, out)
+        if code == EXIT_FAILED and opts.clean_on_failure:
+            from tasks.clean import clean
+
+            print(f"--clean-on-failure: removing cluster {cfg.cluster_name!r}", file=out)
+            clean(cfg, tools, keep_images=True, echo=lambda line: print(line, file=out))
+        return code
+
+
+def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: Any, out: TextIO) -> int:
+    from tasks import console
+
     cancellation = Cancellation()
-    echo = (lambda line: print(line, file=out, flush=True))
-    runner = LocalRunner(cancellation, dry=opts.dry, echo=echo)
+    redactor = Redactor()
+    echo = (lambda line: print(redactor.redact(line), file=out, flush=True))
+    runner = LocalRunner(cancellation, dry=opts.dry, echo=echo, redactor=redactor)
     run_dir = cfg.runs_dir / "dry-run" if opts.dry else new_run_dir(cfg)
     run = RunContext(cfg, tools, runner, run_dir, cancellation, dry=opts.dry,
-                     recreate=opts.recreate, echo=echo)
+                     recreate=opts.recreate, echo=echo, redactor=redactor)
 
     def execute(step: Step) -> object:
-        result = step.body(StepContext(run, step.name))
+        try:
+            result = step.body(StepContext(run, step.name))
+        except (Cancelled, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            # Every message that reaches the console or timings.json is masked here, once.
+            text = str(exc) if isinstance(exc, E2EError) else f"{type(exc).__name__}: {exc}"
+            raise StepFailed(redactor.redact(text)) from None
         run.results[step.name] = result.value if isinstance(result, Noted) else result
         return result
 
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     reporter = console.PlainReporter(out) if opts.dry else console.make_reporter(graph.order, out)
     interrupted = False
-    try:
-        records = run_graph(graph, execute, jobs=opts.jobs, keep_going=opts.keep_going,
-                            cancellation=cancellation, reporter=reporter)
-    except KeyboardInterrupt:
-        interrupted, records = True, {}
-    finally:
-        reporter.close()
-        cleanup_errors = run.run_cleanups()
+    with _signals_as_interrupts(cancellation):
+        try:
+            records = run_graph(graph, execute, jobs=opts.jobs, keep_going=opts.keep_going,
+                                cancellation=cancellation, reporter=reporter)
+        except GraphInterrupted as stop:
+            interrupted, records = True, stop.records
+        finally:
+            reporter.close()
+            cleanup_errors = run.run_cleanups()
     for err in cleanup_errors:
         print(f"warning: cleanup failed: {err}", file=out)
     if opts.dry:
         print("dry run: no command was run", file=out)
         return EXIT_OK
-    if interrupted:
-        print("interrupted", file=out)
-        return EXIT_INTERRUPTED
-    extra: dict[str, Any] = {"jobs": opts.jobs, "only": list(opts.only), "cluster": cfg.cluster_name}
-    checks = checklist(records, cfg.time_budget) if "health" in graph.steps else []
+    extra: dict[str, Any] = {"jobs": opts.jobs, "only": list(opts.only), "cluster": cfg.cluster_name,
+                             "interrupted": interrupted}
+    checks = checklist(records, cfg.time_budget) if "health" in graph.steps and not interrupted else []
     if checks:
         extra["checklist"] = [c.to_dict() for c in checks]
     write_timings(run_dir / "timings.json", timings_document(records, started_at, run_dir, extra))
     console.print_summary(records, run_dir, out)
     if checks:
         console.print_checklist(checks, out)
+    if interrupted:
+        print("interrupted: running steps were stopped; `invoke e2e.up` again resumes", file=out)
+        return EXIT_INTERRUPTED
     ok = all(r.status == DONE for r in records.values()) and all(c.passed for c in checks)
-    if not ok:
+    if not ok and not opts.clean_on_failure:
         print(f"the cluster {cfg.cluster_name!r} was kept for diagnosis: "
               f"`invoke e2e.diagnose`; remove it with `invoke e2e.clean`", file=out)
     return EXIT_OK if ok else EXIT_FAILED
+
+
+@contextmanager
+def _signals_as_interrupts(cancellation: Cancellation) -> Iterator[None]:
+    """SIGTERM stops the run like Ctrl-C; a second Ctrl-C/SIGTERM exits at once.
+
+    The first signal becomes a KeyboardInterrupt in the scheduler thread, which cancels the
+    steps (terminating their process groups) and prints the partial table. A second one kills
+    every process group still registered and exits 130 without waiting.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    seen = {"count": 0}
+
+    def handler(signum: int, frame: Any) -> None:
+        seen["count"] += 1
+        if seen["count"] == 1:
+            raise KeyboardInterrupt
+        cancellation.kill_now()
+        os._exit(EXIT_INTERRUPTED)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def plan_document(cfg: E2EConfig, graph: Graph, provider: str, arch: str) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 run `invoke` as a subprocess with the stand-in `kind` first on PATH."""
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import threading
 import shutil
 import subprocess
 import sys
@@ -93,14 +95,90 @@ class Project:
         return self.podman("image", "exists", ref).returncode == 0
 
 
-def make_source_tree(root: Path, hello: Path) -> Path:
+CRD = """\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: remediationrequests.kubernaut.ai
+spec:
+  group: kubernaut.ai
+  names: {kind: RemediationRequest, listKind: RemediationRequestList, plural: remediationrequests, singular: remediationrequest}
+  scope: Namespaced
+  versions:
+    - name: v1alpha1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+      subresources: {status: {}}
+"""
+
+MIGRATIONS = {
+    "001_audit_events.sql": "-- +goose Up\nCREATE TABLE audit_events (id bigserial PRIMARY KEY);\n"
+                            "-- +goose Down\nDROP TABLE audit_events;\n",
+    "002_action_traces.sql": "-- +goose Up\n-- +goose StatementBegin\nCREATE TABLE IF NOT EXISTS "
+                             "resource_action_traces (id bigserial PRIMARY KEY);\n-- +goose StatementEnd\n"
+                             "-- +goose Down\nDROP TABLE resource_action_traces;\n",
+}
+#: What the migration Job prints when the tables above exist (scripted on the API stand-in).
+MIGRATION_LOG = "applied 00000001\napplied 00000002\nTABLES: audit_events,resource_action_traces\n"
+
+
+def make_source_tree(root: Path, hello: Path | None = None) -> Path:
+    """A Kubernaut-shaped tree: cmd/<svc>, go.mod, CRDs and goose migrations."""
     src = root / "kubernaut"
     for svc in ("gateway", "datastorage"):
         (src / "cmd" / svc).mkdir(parents=True)
         (src / "cmd" / svc / "main.go").write_text("package main\n\nfunc main() {}\n")
     (src / "go.mod").write_text("module github.com/jordigilh/kubernaut\n\ngo 1.24.6\n")
-    shutil.copy(hello, src / "hello")
+    (src / "config" / "crd" / "bases").mkdir(parents=True)
+    (src / "config" / "crd" / "bases" / "kubernaut.ai_remediationrequests.yaml").write_text(CRD)
+    (src / "migrations").mkdir()
+    for name, text in MIGRATIONS.items():
+        (src / "migrations" / name).write_text(text)
+    if hello is not None:
+        shutil.copy(hello, src / "hello")
     return src
+
+
+@pytest.fixture
+def kubeapi():  # type: ignore[no-untyped-def]
+    """The Kubernetes API stand-in on 127.0.0.1, spoken to over HTTP by the real client."""
+    from tests.kubeapi import KubeAPI
+
+    api = KubeAPI().start()
+    yield api
+    api.stop()
+    assert not api.errors, api.errors
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        code = self.server.status if self.path == "/health" else 404  # type: ignore[attr-defined]
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        self.wfile.write(b"ok" if code == 200 else b"no")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def health_ports():  # type: ignore[no-untyped-def]
+    """Two local HTTP servers standing in for the Kind host ports of the Gateway and DataStorage."""
+    servers = []
+    for _ in range(2):
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+        srv.status = 200  # type: ignore[attr-defined]
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+    yield {"gateway": servers[0], "datastorage": servers[1]}
+    for srv in servers:
+        srv.shutdown()
+        srv.server_close()
 
 
 @pytest.fixture

@@ -1,0 +1,85 @@
+"""A full `invoke e2e.up` as a subprocess: stand-in kind whose kubeconfig points at the API
+stand-in, real podman building the test images, scripted pods; then a crash-looping Gateway."""
+from __future__ import annotations
+
+import json
+import time
+
+from tests.conftest import MIGRATION_LOG, Project
+from tests.kubeapi import CrashLoop, JobSucceeds, Ready
+from tests.test_kube import LFSTACK_LOG
+
+NS = "kubernaut-system"
+
+
+def _env(project: Project, kubeapi, health_ports) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    kubeapi.script_job("datastorage-migrations", JobSucceeds(after=0.2, log=MIGRATION_LOG))
+    return {"KIND_STANDIN_API_SERVER": kubeapi.url,
+            "INVOKE_E2E_GATEWAY_HOST_PORT": str(health_ports["gateway"].server_address[1]),
+            "INVOKE_E2E_DATASTORAGE_HOST_PORT": str(health_ports["datastorage"].server_address[1])}
+
+
+def test_full_up_creates_everything_and_passes_the_checklist(project: Project, kubeapi, health_ports):
+    kubeapi.script("gateway", Ready(after=0.5))
+    env = _env(project, kubeapi, health_ports)
+    result = project.run("e2e.up", extra_env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    deployments = {d["metadata"]["name"]: d for d in kubeapi.objects("deployments", NS)}
+    assert set(deployments) == {"postgresql", "redis", "datastorage", "gateway"}
+    gw_image = deployments["gateway"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert gw_image == project.images["gateway"]  # the ref built is the ref deployed
+    assert kubeapi.get("customresourcedefinitions", "remediationrequests.kubernaut.ai")
+    assert kubeapi.get("clusterroles", "kubernaut-gateway-e2e")
+    assert kubeapi.get("services", "gateway", NS)["spec"]["type"] == "NodePort"
+
+    doc = project.timings()
+    assert all(s["status"] == "done" for s in doc["steps"])
+    checks = {c["name"]: c for c in doc["checklist"]}
+    assert all(c["passed"] for c in checks.values()), checks
+    assert "image builds ran in parallel" in checks
+    assert "Checklist" in result.stdout
+
+    # The generated DB password is in the cluster's Secret and in no log or output.
+    import base64
+
+    secret = kubeapi.get("secrets", "postgresql-credentials", NS)
+    password = base64.b64decode(secret["data"]["APP_PASSWORD"]).decode()
+    run_dir = project.last_run_dir()
+    for path in run_dir.iterdir():
+        assert password not in path.read_text(), path
+    assert password not in result.stdout + result.stderr
+
+    # A second up changes nothing and succeeds (idempotent apply, reused cluster).
+    rv = kubeapi.get("deployments", "gateway", NS)["metadata"]["resourceVersion"]
+    again = project.run("e2e.up", extra_env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert kubeapi.get("deployments", "gateway", NS)["metadata"]["resourceVersion"] == rv
+    assert "reused existing cluster" in again.stdout
+    assert base64.b64decode(kubeapi.get("secrets", "postgresql-credentials", NS)["data"]["APP_PASSWORD"]
+                            ).decode() == password
+
+
+def test_crash_looping_gateway_fails_within_seconds_with_reason_and_log(project: Project, kubeapi, health_ports):
+    kubeapi.script("gateway", CrashLoop(after=0.3, exit_code=2, log=LFSTACK_LOG))
+    env = _env(project, kubeapi, health_ports)
+    started = time.monotonic()
+    result = project.run("e2e.up", extra_env=env)
+    took = time.monotonic() - started
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert took < 90, took  # ready_timeout is 180 s: the failure came from the pod, not the clock
+    steps = {s["name"]: s for s in project.timings()["steps"]}
+    assert steps["gateway"]["status"] == "failed"
+    assert steps["gateway"]["duration"] < 20
+    assert steps["health"]["status"] == "skipped"
+    out = result.stdout
+    assert "CrashLoopBackOff" in out and "exit code 2" in out
+    assert "fatal error: lfstack.push" in out
+    assert "gateway.log" in out and "invoke e2e.diagnose" in out
+    checks = {c["name"]: c for c in project.timings()["checklist"]}
+    assert not checks["every step done"]["passed"] and not checks["no step errors"]["passed"]
+    # Kept for diagnosis by default.
+    from tests.kindstate import clusters
+
+    assert project.env["INVOKE_E2E_CLUSTER_NAME"] in clusters(project.kind_state)
+    json.dumps(steps)  # timings.json is valid JSON all the way through

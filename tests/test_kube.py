@@ -1,0 +1,189 @@
+"""tasks.kube, tasks.readiness and the deploy steps against the Kubernetes API stand-in, through
+the real `kubernetes` client over HTTP."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tasks import deploy
+from tasks.config import load_config
+from tasks.context import RunContext, StepContext
+from tasks.errors import StepFailed
+from tasks.kube import Kube
+from tasks.preflight import Tools
+from tasks.readiness import NotReady, wait_deployment
+from tasks.runner import Cancellation, LocalRunner
+from tests.conftest import MIGRATION_LOG, make_source_tree
+from tests.kubeapi import CrashLoop, ImageNeverPull, JobSucceeds, NeverReady, Ready
+
+NS = "kubernaut-system"
+LFSTACK_LOG = """\
+{"level":"info","msg":"starting gateway","version":"v0.1.0"}
+runtime: lfstack.push invalid packing: node=0xffffb9b77ec0 cnt=0x1 packed=0xffffb9b77ec00001 -> node=0xffffffffb9b77ec0
+fatal error: lfstack.push
+
+goroutine 1 gp=0xc000002380 m=0 mp=0x1c2f6e0 [running]:
+runtime.throw({0x14d2c4b?, 0x0?})
+	/usr/lib/golang/src/runtime/panic.go:1101 +0x48 fp=0xc000075d60 sp=0xc000075d30 pc=0x473a28
+runtime.systemstack()
+	/usr/lib/golang/src/runtime/asm_amd64.s:514 +0x4a fp=0xc000075e38 sp=0xc000075e28 pc=0x47a2ea
+"""
+
+
+@pytest.fixture
+def world(tmp_path: Path, kubeapi):  # type: ignore[no-untyped-def]
+    cfg = load_config({"source_dir": str(make_source_tree(tmp_path)), "state_dir": str(tmp_path / "state"),
+                       "ready_timeout": 20, "health_timeout": 3})
+    kubeapi.kubeconfig(cfg.kubeconfig)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    cancellation = Cancellation()
+    run = RunContext(cfg, Tools("podman", "kind"), LocalRunner(cancellation), run_dir, cancellation)
+    return cfg, run
+
+
+def _ctx(run: RunContext, step: str) -> StepContext:
+    return StepContext(run, step)
+
+
+def _deployment(name: str, image: str = "localhost/x:1") -> dict:
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": NS, "labels": {"app": name}},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": name, "image": image,
+                                                           "imagePullPolicy": "Never"}]}}}}
+
+
+def _kube(cfg) -> Kube:  # type: ignore[no-untyped-def]
+    return Kube(cfg.kubeconfig)
+
+
+def test_apply_twice_second_is_a_no_op(world, kubeapi):
+    cfg, run = world
+    kube = _kube(cfg)
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": NS},
+          "data": {"k": "v"}}
+    assert [kube.apply(o).action for o in (ns, cm)] == ["created", "created"]
+    rv = kubeapi.get("configmaps", "c", NS)["metadata"]["resourceVersion"]
+    assert [kube.apply(o).action for o in (ns, cm)] == ["unchanged", "unchanged"]
+    assert kubeapi.get("configmaps", "c", NS)["metadata"]["resourceVersion"] == rv
+    assert kube.apply({**cm, "data": {"k": "v2"}}).action == "configured"
+    patches = [r for r in kubeapi.requests if r[0] == "PATCH"]
+    assert all(q.get("fieldManager") == "kubernaut-e2e" for _, _, q in patches)
+
+
+def test_wait_ready_path(world, kubeapi):
+    cfg, _ = world
+    kube = _kube(cfg)
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    kubeapi.script("redis", Ready(after=0.5))
+    kube.apply(_deployment("redis"))
+    took = wait_deployment(kube, NS, "redis", "app=redis", 15, Cancellation())
+    assert 0.3 < took < 10
+
+
+def test_crash_loop_fails_fast_with_pod_container_reason_and_log(world, kubeapi):
+    cfg, _ = world
+    kube = _kube(cfg)
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    kubeapi.script("gateway", CrashLoop(after=0.3, exit_code=2, log=LFSTACK_LOG))
+    kube.apply(_deployment("gateway"))
+    timeout = 60
+    started = time.monotonic()
+    with pytest.raises(NotReady) as info:
+        wait_deployment(kube, NS, "gateway", "app=gateway", timeout, Cancellation())
+    took = time.monotonic() - started
+    assert took < 10, took  # the pod showed it; the 60 s timeout was not waited out
+    text = str(info.value)
+    pod = kubeapi.objects("pods", NS)[0]["metadata"]["name"]
+    assert f"pod {NS}/{pod} container gateway" in text
+    assert "CrashLoopBackOff" in text and "exit code 2" in text and "restarts" in text
+    assert "fatal error: lfstack.push" in text  # from the previous container's log
+    assert info.value.problem.reason.startswith("CrashLoopBackOff")
+
+
+def test_image_never_pull_fails_fast(world, kubeapi):
+    cfg, _ = world
+    kube = _kube(cfg)
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    kubeapi.script("datastorage", ImageNeverPull(after=0.2))
+    kube.apply(_deployment("datastorage", "localhost/kubernaut-datastorage:e2e-test"))
+    started = time.monotonic()
+    with pytest.raises(NotReady, match="ErrImageNeverPull"):
+        wait_deployment(kube, NS, "datastorage", "app=datastorage", 60, Cancellation())
+    assert time.monotonic() - started < 10
+
+
+def test_timeout_path_names_the_pods(world, kubeapi):
+    cfg, _ = world
+    kube = _kube(cfg)
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    kubeapi.script("gateway", NeverReady())
+    kube.apply(_deployment("gateway"))
+    started = time.monotonic()
+    with pytest.raises(NotReady, match=r"not ready after 2s: 0/1 available") as info:
+        wait_deployment(kube, NS, "gateway", "app=gateway", 2, Cancellation())
+    assert 1.9 < time.monotonic() - started < 10
+    assert "pod gateway-" in str(info.value)
+
+
+def test_crds_step_applies_and_waits_for_established(world, kubeapi):
+    cfg, run = world
+    kubeapi.set_crd_established_after(0.5)
+    result = deploy.crds(_ctx(run, "crds"))
+    assert result.value == ["remediationrequests.kubernaut.ai"]
+    crd = kubeapi.get("customresourcedefinitions", "remediationrequests.kubernaut.ai")
+    assert any(c["type"] == "Established" and c["status"] == "True" for c in crd["status"]["conditions"])
+
+
+def test_infra_generates_password_once_and_never_logs_it(world, kubeapi):
+    cfg, run = world
+    deploy.namespace(_ctx(run, "namespace"))
+    deploy.infra(_ctx(run, "infra"))
+    secret = kubeapi.get("secrets", "postgresql-credentials", NS)
+    import base64
+
+    password = base64.b64decode(secret["data"]["APP_PASSWORD"]).decode()
+    assert len(password) >= 32
+    deploy.infra(_ctx(run, "infra"))  # re-run: same Secret, same password, nothing changed
+    again = kubeapi.get("secrets", "postgresql-credentials", NS)
+    assert again["metadata"]["resourceVersion"] == secret["metadata"]["resourceVersion"]
+    logs = "".join(p.read_text() for p in run.run_dir.glob("*.log"))
+    assert "postgresql-credentials" in logs and password not in logs
+    assert "unchanged" in (run.run_dir / "infra.log").read_text()
+
+
+def test_migrations_step_creates_job_and_verifies_tables(world, kubeapi):
+    cfg, run = world
+    deploy.namespace(_ctx(run, "namespace"))
+    kubeapi.script_job("datastorage-migrations", JobSucceeds(after=0.2, log=MIGRATION_LOG))
+    result = deploy.migrations(_ctx(run, "migrations"))
+    assert result.value == ["audit_events", "resource_action_traces"]
+    cm = kubeapi.get("configmaps", "datastorage-migrations", NS)
+    assert list(cm["data"]) == ["00000001.sql", "00000002.sql"]
+    assert "DROP TABLE" not in "".join(cm["data"].values())
+    # Safe to re-run: the Job is replaced, not conflicting.
+    assert deploy.migrations(_ctx(run, "migrations")).value == ["audit_events", "resource_action_traces"]
+
+
+def test_migrations_step_fails_when_a_table_is_missing(world, kubeapi):
+    cfg, run = world
+    deploy.namespace(_ctx(run, "namespace"))
+    kubeapi.script_job("datastorage-migrations", JobSucceeds(after=0.1, log="TABLES: audit_events\n"))
+    with pytest.raises(StepFailed, match="missing: resource_action_traces"):
+        deploy.migrations(_ctx(run, "migrations"))
+
+
+def test_health_fails_when_the_port_does_not_answer_200(world, kubeapi, health_ports):
+    cfg, run = world
+    from dataclasses import replace
+
+    health_ports["gateway"].status = 503
+    run.cfg = replace(cfg, gateway_host_port=health_ports["gateway"].server_address[1],
+                      datastorage_host_port=health_ports["datastorage"].server_address[1], health_timeout=2)
+    with pytest.raises(StepFailed, match="HTTP 503"):
+        deploy.health(_ctx(run, "health"))
