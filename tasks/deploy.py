@@ -6,7 +6,6 @@ through tasks.kube (the real client); apply is idempotent, waits fail fast (task
 from __future__ import annotations
 
 import base64
-import re
 import secrets
 import time
 import urllib.error
@@ -19,7 +18,9 @@ from tasks import manifests, migrations as mig
 from tasks.context import StepContext
 from tasks.errors import StepFailed
 from tasks.kube import Kube
-from tasks.readiness import NotReady, PodProblem, describe_problem, pod_ready, wait_deployment, wait_job
+from tasks.redact import secret_values
+from tasks.readiness import (NotReady, PodProblem, describe_problem, job_log, pod_ready, wait_deployment,
+                             wait_job)
 from tasks.scheduler import Noted, parallel
 
 DB_SECRET = "postgresql-credentials"
@@ -54,28 +55,10 @@ def _apply_all(ctx: StepContext, kube: Kube, objects: list[dict[str, Any]]) -> d
     return counts
 
 
-#: Secret keys (and keys inside file-shaped Secret values) whose values are credentials.
-_SENSITIVE = re.compile(r"pass|token|secret|key|cred|cert", re.IGNORECASE)
-
-
 def _register_secret_values(ctx: StepContext, secret: dict[str, Any]) -> None:
-    """Credentials a Secret holds are masked in every log and message of this run.
-
-    User and database names are not masked: hiding "postgres" would make every log unreadable.
-    """
-    values = dict(secret.get("stringData") or {})
-    for key, value in (secret.get("data") or {}).items():
-        try:
-            values[key] = base64.b64decode(value).decode()
-        except (ValueError, UnicodeDecodeError):
-            continue
-    for key, value in values.items():
-        if _SENSITIVE.search(key):
-            ctx.run.redactor.add(str(value))
-        for line in str(value).splitlines():  # e.g. "password: x" inside db-secrets.yaml
-            inner_key, sep, inner = line.partition(":")
-            if sep and _SENSITIVE.search(inner_key):
-                ctx.run.redactor.add(inner.strip().strip('"'))
+    """Credentials a Secret holds are masked in every log and message of this run."""
+    for value in secret_values(secret):
+        ctx.run.redactor.add(value)
 
 
 def _note(counts: dict[str, int]) -> str:
@@ -200,8 +183,6 @@ def migrations(ctx: StepContext) -> object:
             _wait_gone(ctx, kube, "Job", mig.JOB_NAME, cfg.namespace)
         kube.create(mig.job(cfg.namespace, cfg.postgres_image))
         wait_job(kube, cfg.namespace, mig.JOB_NAME, cfg.ready_timeout, ctx.run.cancellation)
-        from tasks.readiness import job_log
-
         log = job_log(kube, cfg.namespace, mig.JOB_NAME)
     ctx.log(log)
     found = mig.parse_tables(log)

@@ -136,7 +136,37 @@ def plan(c: Context, json_: bool = False, only: list[str] | None = None,
     return 0
 
 
+@task(iterable=["namespace"], help={
+    "json": "Print the report as JSON.",
+    "out": "Also write a bundle here: pod descriptions, logs, events, findings, `kind export logs`.",
+    "logs": "Analyse a log file or a folder of logs (CI artifact, kind logs) offline: no cluster needed.",
+    "namespace": "Namespace to examine; repeatable (default: e2e.namespace).",
+    "cluster-name": _COMMON_HELP["cluster-name"],
+    "state-dir": _COMMON_HELP["state-dir"],
+})
+@_exits
+def diagnose(c: Context, json_: bool = False, out: str | None = None, logs: str | None = None,
+             namespace: list[str] | None = None, cluster_name: str | None = None,
+             state_dir: str | None = None) -> int:
+    """Say why the environment is broken: one finding per problem with evidence and fix.
+
+    Looks at nodes (with architecture) and every pod that is not ready or has restarted: states,
+    exit codes, events, current and previous logs, matched against a knowledge base of causes
+    (e.g. an amd64 binary emulated on an arm64 node). Exit 0: nothing wrong; 1: problems found;
+    2: bad input or no cluster.
+    """
+    import sys
+    from pathlib import Path
+
+    from tasks.diagnose import run_diagnose
+
+    cfg = _config(c, cluster_name=cluster_name, state_dir=state_dir)
+    return run_diagnose(cfg, namespaces=namespace or [cfg.namespace], as_json=json_,
+                        out=Path(out).resolve() if out else None,
+                        logs=Path(logs).resolve() if logs else None, stream=sys.stdout)
+
+
 def collection() -> Collection:
-    ns = Collection("e2e", up, clean, plan)
+    ns = Collection("e2e", up, clean, plan, diagnose)
     ns.configure({"e2e": dict(DEFAULTS)})
     return ns

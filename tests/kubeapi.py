@@ -551,6 +551,7 @@ BUILTINS: list[ResourceType] = [
 ]
 RT: dict[str, ResourceType] = {rt.plural: rt for rt in BUILTINS}  # built-in plurals are unique
 RT_CRD = RT["customresourcedefinitions"]
+_BUILTIN_KEYS = {rt.key for rt in BUILTINS}
 
 
 def _condition_true(obj: Obj, ctype: str) -> bool:
@@ -1075,6 +1076,8 @@ class ObjectService:
         meta["generation"] = 1
         if rt.has_status and not internal:
             obj.pop("status", None)  # clients cannot set status on create
+            if rt.key in _BUILTIN_KEYS:
+                obj["status"] = {}  # built-in types serialise an empty status until a controller fills it
         self._prepare(rt, obj, None)
         if manager:
             meta["managedFields"] = [self._managed_entry(rt, manager, operation, body)]

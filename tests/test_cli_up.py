@@ -75,6 +75,8 @@ def test_crash_looping_gateway_fails_within_seconds_with_reason_and_log(project:
     out = result.stdout
     assert "CrashLoopBackOff" in out and "exit code 2" in out
     assert "fatal error: lfstack.push" in out
+    # The matching diagnosis is printed with the failure: the real root cause and its fix.
+    assert "diagnosis:" in out and "emulat" in out and "fix:" in out
     assert "gateway.log" in out and "invoke e2e.diagnose" in out
     checks = {c["name"]: c for c in project.timings()["checklist"]}
     assert not checks["every step done"]["passed"] and not checks["no step errors"]["passed"]
