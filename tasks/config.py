@@ -48,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "ready_timeout": 180,
     "health_timeout": 60,
     "time_budget": 360,
+    "approved_registries": "registry.access.redhat.com",
 }
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -103,6 +104,11 @@ class E2EConfig:
     ready_timeout: int
     health_timeout: int
     time_budget: int
+    approved_registries: str  # comma-separated registries base images may come from (ADR-028)
+
+    @property
+    def registries(self) -> tuple[str, ...]:
+        return tuple(r.strip() for r in self.approved_registries.split(",") if r.strip())
 
     def image_ref(self, service: str) -> str:
         """The one image reference of a service: built, saved, loaded and deployed."""
@@ -192,6 +198,9 @@ def _check_values(values: dict[str, Any]) -> None:
     for key in ("gateway_host_port", "datastorage_host_port"):
         if not 1 <= values[key] <= 65535:
             raise bad(key, "is not a TCP port")
+    for registry in values["approved_registries"].split(","):
+        if registry.strip() and not re.match(r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._/-]+)?$", registry.strip()):
+            raise bad("approved_registries", "must be comma-separated registry host names")
     for key in ("crd_glob", "migrations_glob"):
         if Path(values[key]).is_absolute() or ".." in Path(values[key]).parts:
             raise bad(key, "must be a pattern relative to e2e.source_dir")

@@ -27,6 +27,7 @@ class RunContext:
     recreate: bool = False
     echo: Callable[[str], None] = print
     redactor: Redactor = field(default_factory=Redactor)
+    selected: frozenset[str] = frozenset()  # names of the steps in this run's graph
     results: dict[str, Any] = field(default_factory=dict)
     _cleanups: list[Callable[[], None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)

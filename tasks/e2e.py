@@ -166,7 +166,38 @@ def diagnose(c: Context, json_: bool = False, out: str | None = None, logs: str 
                         logs=Path(logs).resolve() if logs else None, stream=sys.stdout)
 
 
+@task(iterable=["dockerfile"], help={
+    "dockerfile": "Dockerfile to check; repeatable (default: the project's two).",
+    "arch": "Target architecture (default: the Kind node's, else the provider's).",
+    "json": "Print the checks as JSON.",
+    "cluster-name": _COMMON_HELP["cluster-name"],
+    "source-dir": _COMMON_HELP["source-dir"],
+    "provider": _COMMON_HELP["provider"],
+})
+@_exits
+def toolchain(c: Context, dockerfile: list[str] | None = None, arch: str | None = None, json_: bool = False,
+              cluster_name: str | None = None, source_dir: str | None = None, provider: str | None = None) -> int:
+    """Check host, provider, kind, node and Dockerfile architectures and base images.
+
+    Each check is ok / warn / fail with the fix: approved registries (ADR-028), the builder's Go
+    version, hard-coded GOARCH or --platform that differ from the target, TARGETARCH reaching
+    `go build`, built images' architecture vs the node's, go.mod's go/toolchain lines.
+    Exit 1 when any check fails, 2 on bad input.
+    """
+    import sys
+
+    from tasks.toolchain import document, render, run_toolchain
+
+    cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, provider=provider)
+    facts, checks = run_toolchain(cfg, dockerfiles=dockerfile or [], arch=arch, approved=cfg.registries)
+    if json_:
+        print(json.dumps(document(facts, checks), indent=2))
+    else:
+        render(checks, sys.stdout)
+    return 1 if any(ch.status == "fail" for ch in checks) else 0
+
+
 def collection() -> Collection:
-    ns = Collection("e2e", up, clean, plan, diagnose)
+    ns = Collection("e2e", up, clean, plan, diagnose, toolchain)
     ns.configure({"e2e": dict(DEFAULTS)})
     return ns

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from tasks import kind, podman
 from tasks.config import SERVICES, E2EConfig
 from tasks.context import StepContext, private_dir, write_private
+from tasks.errors import StepFailed
 from tasks.graph import Registry
 from tasks.runner import format_command
 from tasks.scheduler import Noted
@@ -44,7 +45,26 @@ def preflight(ctx: StepContext) -> str:
     out = ctx.sh(podman.info_arch(ctx.tools.provider), capture=True)
     arch = _host_arch() if out.dry else podman.parse_arch(out.stdout)
     ctx.log(f"provider {ctx.tools.provider} runs {arch} containers")
+    _check_dockerfiles(ctx, arch)
     return arch
+
+
+def _check_dockerfiles(ctx: StepContext, arch: str) -> None:
+    """Stop before a long build whose Dockerfile cannot produce a native `arch` image."""
+    from tasks.dockerfile import check_dockerfile
+
+    failures = []
+    for svc in SERVICES:
+        if f"build-{svc}" not in ctx.run.selected:
+            continue
+        path = ctx.cfg.dockerfile(svc)
+        for check in check_dockerfile(path.read_text(), str(path), arch, ctx.cfg.registries):
+            ctx.log(f"{check.status}: {check.name}: {check.detail}")
+            if check.status == "fail":
+                failures.append(f"{check.detail} (fix: {check.fix})")
+    if failures:
+        raise StepFailed("Dockerfile check failed for the node's architecture "
+                         f"{arch}:\n" + "\n".join(f"  {f}" for f in failures))
 
 
 def _host_arch() -> str:

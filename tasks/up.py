@@ -89,7 +89,8 @@ def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: Any, out: TextIO)
     runner = LocalRunner(cancellation, dry=opts.dry, echo=echo, redactor=redactor)
     run_dir = cfg.runs_dir / "dry-run" if opts.dry else new_run_dir(cfg)
     run = RunContext(cfg, tools, runner, run_dir, cancellation, dry=opts.dry,
-                     recreate=opts.recreate, echo=echo, redactor=redactor)
+                     recreate=opts.recreate, echo=echo, redactor=redactor,
+                     selected=frozenset(graph.steps))
 
     def execute(step: Step) -> object:
         try:

@@ -2115,7 +2115,9 @@ class _Handler(BaseHTTPRequestHandler):
                 if candidate is not None and candidate.namespaced:
                     namespace, rest = rest[1], rest[2:]
             rt = api.catalog.lookup(group, version, rest[0]) if rest else None
-            if rt is None or len(rest) > 3 or (namespace is not None) != rt.namespaced and len(rest) > 1:
+            # A namespaced object needs its namespace in the URL (listing across namespaces is fine).
+            misplaced = rt is not None and len(rest) > 1 and (namespace is not None) != rt.namespaced
+            if rt is None or len(rest) > 3 or misplaced:
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
             name = rest[1] if len(rest) > 1 else None
             sub = rest[2] if len(rest) > 2 else None

@@ -516,6 +516,10 @@ def test_patch_flavours_put_and_generation(api: KubeAPI, core: client.CoreV1Api,
     assert patched.spec.replicas == 2 and patched.metadata.annotations == {"note": "json-patch"}
     assert "team" not in patched.metadata.labels and patched.metadata.generation == 3
 
+    # The template changed: the pods are replaced by two from the new ReplicaSet.
+    api.wait_for(lambda: [p.spec.containers[0].image for p in pods_of(core, "gateway")] == ["gw:v2", "gw:v2"])
+    api.wait_for(lambda: apps.read_namespaced_deployment("gateway", ns).status.updated_replicas == 2)
+
     cm = core.create_namespaced_config_map(ns, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="cfg"),
                                                                   data={"a": "1"}))
     cm.data = {"a": "2"}

@@ -1,0 +1,181 @@
+"""`e2e.toolchain`: is this machine, its container provider, the cluster and the Dockerfiles
+set up to build images that run natively on the Kind node?
+
+Every check is ok / warn / fail with the fix. The architecture checks exist because the
+Gateway's `lfstack.push` crash came from an amd64 binary emulated on an arm64 node.
+"""
+from __future__ import annotations
+
+import platform
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tasks import kind, podman
+from tasks.config import SERVICES, E2EConfig
+from tasks.dockerfile import Check, check_dockerfile, check_go_mod, go_version_of_image, parse_dockerfile
+from tasks.errors import UsageError
+from tasks.runner import Cancellation, CommandFailed, LocalRunner
+
+
+@dataclass(frozen=True)
+class Facts:
+    host_os: str
+    host_arch: str
+    provider: str | None
+    provider_arch: str | None
+    node_archs: dict[str, str]
+    target_arch: str
+
+
+def _run(runner: LocalRunner, argv: list[str], env: dict[str, str] | None = None) -> str | None:
+    try:
+        return runner.run(argv, capture=True, env=env, timeout=30).stdout.strip()
+    except CommandFailed:
+        return None
+
+
+def environment(cfg: E2EConfig, arch: str | None, runner: LocalRunner,
+                which: Callable[[str], str | None] = shutil.which,
+                node_archs: Callable[[E2EConfig], dict[str, str]] | None = None) -> tuple[Facts, list[Check]]:
+    checks: list[Check] = []
+    host_arch = podman.normalize_arch(platform.machine())
+    checks.append(Check("host", "ok", f"{platform.system()} {host_arch}"))
+
+    provider = cfg.provider if cfg.provider != "auto" else next(
+        (t for t in ("podman", "docker") if which(t)), None)
+    provider_arch = None
+    if provider is None or not which(provider):
+        checks.append(Check("provider", "fail", "no container provider (podman or docker) on PATH",
+                            "install podman (https://podman.io/docs/installation)"))
+    else:
+        version = _run(runner, podman.version(provider)) or "version unknown"
+        raw_arch = _run(runner, podman.info_arch(provider))
+        provider_arch = podman.normalize_arch(raw_arch) if raw_arch else None
+        if provider_arch is None:
+            checks.append(Check("provider", "fail", f"{provider} {version}: not responding (`{provider} info` failed)",
+                                f"start it (podman: `podman machine start` on macOS; docker: start the engine)"))
+        else:
+            where = " (the podman machine's)" if provider == "podman" and platform.system() == "Darwin" else ""
+            checks.append(Check("provider", "ok", f"{provider} {version}, runs {provider_arch} containers{where}"))
+            if provider_arch != host_arch:
+                checks.append(Check("provider-arch", "warn",
+                                    f"the provider runs {provider_arch} containers on a {host_arch} host: "
+                                    "everything it runs is emulated",
+                                    "use a provider (or podman machine) of the host's architecture"))
+
+    if which("kind"):
+        checks.append(Check("kind", "ok", _run(runner, kind.version()) or "version unknown"))
+    else:
+        checks.append(Check("kind", "fail", "kind is not on PATH",
+                            "install kind (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)"))
+
+    nodes: dict[str, str] = {}
+    if cfg.kubeconfig.is_file():
+        try:
+            nodes = (node_archs or _node_archs)(cfg)
+            detail = ", ".join(f"{n} {a}" for n, a in sorted(nodes.items())) or "no nodes"
+            checks.append(Check("nodes", "ok", f"cluster {cfg.cluster_name}: {detail}"))
+        except Exception as exc:  # an unreachable cluster is a finding here, not a crash
+            checks.append(Check("nodes", "warn", f"cluster {cfg.cluster_name} did not answer: "
+                                f"{' '.join(str(exc).split())[:160]}", "`invoke e2e.up` to (re)create it"))
+    else:
+        checks.append(Check("nodes", "ok", f"no cluster {cfg.cluster_name} yet; target = the provider's arch"))
+    node_set = set(nodes.values())
+    if provider_arch and node_set and node_set != {provider_arch}:
+        checks.append(Check("node-arch", "warn", f"nodes are {', '.join(sorted(node_set))} but the provider "
+                            f"runs {provider_arch}", "recreate the cluster: `invoke e2e.up --recreate`"))
+    target = podman.normalize_arch(arch) if arch else (
+        sorted(node_set)[0] if len(node_set) == 1 else provider_arch or host_arch)
+    return Facts(platform.system(), host_arch, provider, provider_arch, nodes, target), checks
+
+
+def _node_archs(cfg: E2EConfig) -> dict[str, str]:
+    from tasks.diagnose import node_architectures
+    from tasks.kube import Kube
+
+    kube = Kube(cfg.kubeconfig, request_timeout=10)
+    try:
+        return node_architectures(kube)
+    finally:
+        kube.close()
+
+
+def dockerfile_checks(paths: Sequence[Path], target_arch: str, approved: tuple[str, ...],
+                      go_version: str) -> tuple[list[Check], str | None]:
+    """Checks of each Dockerfile, and the builder's Go version (for the go.mod check)."""
+    checks: list[Check] = []
+    builder_go = None
+    for path in paths:
+        text = path.read_text()
+        for check in check_dockerfile(text, str(path), target_arch, approved):
+            # The check name already says which file; keep line numbers, drop the long path.
+            detail = check.detail.replace(f"{path}:", "line ", 1).replace(f"{path}", "", 1).lstrip(": ")
+            checks.append(Check(f"{path.name}: {check.name}", check.status, detail, check.fix))
+        parsed = parse_dockerfile(text, target_arch, {"GO_VERSION": go_version})
+        for stage in parsed.stages:
+            builder_go = builder_go or go_version_of_image(stage.image)
+    return checks, builder_go
+
+
+def image_checks(cfg: E2EConfig, provider: str | None, target_arch: str, runner: LocalRunner) -> list[Check]:
+    checks: list[Check] = []
+    if provider is None:
+        return checks
+    for svc in SERVICES:
+        ref = cfg.image_ref(svc)
+        out = _run(runner, podman.image_arch(provider, ref))
+        if not out:
+            checks.append(Check(f"image {svc}", "ok", f"{ref} not built yet"))
+            continue
+        image_arch = podman.normalize_arch(out.split("/")[-1])
+        if image_arch == target_arch:
+            checks.append(Check(f"image {svc}", "ok", f"{ref} is {out}"))
+        else:
+            checks.append(Check(f"image {svc}", "fail", f"{ref} is {out} but the node is {target_arch}: "
+                                "it would run emulated (the lfstack.push crash)",
+                                "rebuild it: `invoke e2e.up --only images`"))
+    return checks
+
+
+def run_toolchain(cfg: E2EConfig, *, dockerfiles: Sequence[str], arch: str | None,
+                  approved: tuple[str, ...]) -> tuple[Facts, list[Check]]:
+    paths = [Path(p).resolve() for p in dockerfiles] or [cfg.dockerfile(s) for s in SERVICES]
+    for path in paths:
+        if not path.is_file():
+            raise UsageError(f"--dockerfile {path}: no such file")
+    if arch is not None and podman.normalize_arch(arch) not in ("amd64", "arm64", "arm", "ppc64le", "s390x"):
+        raise UsageError(f"--arch {arch}: not an architecture (amd64, arm64, ...)")
+    runner = LocalRunner(Cancellation())
+    facts, checks = environment(cfg, arch, runner)
+    checks.append(Check("target-arch", "ok", f"images must be built for {facts.target_arch}"))
+    df_checks, builder_go = dockerfile_checks(paths, facts.target_arch, approved, cfg.go_version)
+    checks.extend(df_checks)
+    checks.extend(image_checks(cfg, facts.provider, facts.target_arch, runner))
+    go_mod = cfg.source_dir / "go.mod"
+    if go_mod.is_file():
+        checks.append(check_go_mod(builder_go, go_mod.read_text(), str(go_mod)))
+    else:
+        checks.append(Check("go-mod", "warn", f"{go_mod} not found", "set e2e.source_dir to a Kubernaut checkout"))
+    return facts, checks
+
+
+def document(facts: Facts, checks: Sequence[Check]) -> dict[str, Any]:
+    return {"facts": asdict(facts), "checks": [asdict(c) for c in checks],
+            "failed": sum(c.status == "fail" for c in checks)}
+
+
+def render(checks: Sequence[Check], stream: Any) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="Toolchain", title_justify="left", show_lines=False)
+    for col in ("check", "status", "detail", "fix"):
+        table.add_column(col, overflow="fold")
+    style = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+    for c in checks:
+        table.add_row(escape(c.name), f"[{style[c.status]}]{c.status}[/]", escape(c.detail), escape(c.fix))
+    Console(file=stream, width=140).print(table)

@@ -1,0 +1,100 @@
+"""`invoke e2e.toolchain` against fixture Dockerfiles, and a real podman image built for arm64
+for the image-vs-node check."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, Project
+
+DF = ROOT / "tests" / "fixtures" / "dockerfiles"
+
+
+def _toolchain(project: Project, *args: str) -> tuple[int, dict]:
+    result = project.run("e2e.toolchain", "--json", *args)
+    assert result.returncode in (0, 1), result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def _checks(doc: dict, prefix: str) -> dict[str, dict]:
+    return {c["name"].split(": ", 1)[1]: c for c in doc["checks"] if c["name"].startswith(prefix)}
+
+
+@pytest.mark.parametrize("arch", ["arm64", "amd64"])
+def test_compliant_dockerfile_passes_for_both_architectures(project: Project, arch: str):
+    _, doc = _toolchain(project, "--dockerfile", str(DF / "compliant.Dockerfile"), "--arch", arch)
+    checks = _checks(doc, "compliant.Dockerfile")
+    assert all(c["status"] != "fail" for c in checks.values()), checks
+    assert checks["targetarch"]["status"] == "ok"
+    assert doc["facts"]["target_arch"] == arch
+
+
+def test_golang_alpine_with_goarch_amd64_fails_on_arm64(project: Project):
+    code, doc = _toolchain(project, "--dockerfile", str(DF / "golang-alpine-amd64.Dockerfile"), "--arch", "arm64")
+    assert code == 1
+    checks = _checks(doc, "golang-alpine-amd64.Dockerfile")
+    assert checks["base-image"]["status"] == "fail" and "registry.access.redhat.com" in checks["base-image"]["fix"]
+    assert checks["goarch"]["status"] == "fail" and "TARGETARCH" in checks["goarch"]["fix"]
+    assert "1.24" in checks["go-version"]["detail"]
+
+
+def test_golang_alpine_on_amd64_still_fails_the_registry_policy_only(project: Project):
+    code, doc = _toolchain(project, "--dockerfile", str(DF / "golang-alpine-amd64.Dockerfile"), "--arch", "amd64")
+    checks = _checks(doc, "golang-alpine-amd64.Dockerfile")
+    assert code == 1 and checks["base-image"]["status"] == "fail"
+    assert checks["goarch"]["status"] != "fail"
+
+
+def test_platform_pin_fails_on_arm64_not_on_amd64(project: Project):
+    code, doc = _toolchain(project, "--dockerfile", str(DF / "platform-pinned.Dockerfile"), "--arch", "arm64")
+    assert _checks(doc, "platform-pinned.Dockerfile")["platform"]["status"] == "fail"
+    _, doc = _toolchain(project, "--dockerfile", str(DF / "platform-pinned.Dockerfile"), "--arch", "amd64")
+    assert _checks(doc, "platform-pinned.Dockerfile")["platform"]["status"] != "fail"
+
+
+def test_built_image_architecture_against_the_node(project: Project, tmp_path: Path, hello_binary: Path):
+    # A real arm64 image (FROM scratch: no emulator needed to build it).
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    shutil.copy(hello_binary, ctx / "hello")
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY hello /hello\n")
+    ref = project.images["gateway"]
+    project.podman("build", "--platform", "linux/arm64", "-t", ref, str(ctx), check=True)
+    inspected = project.podman("image", "inspect", "--format", "{{.Architecture}}", ref, check=True)
+    assert inspected.stdout.strip() == "arm64"
+
+    code, doc = _toolchain(project, "--arch", "amd64")
+    image = next(c for c in doc["checks"] if c["name"] == "image gateway")
+    assert code == 1 and image["status"] == "fail" and "emulated" in image["detail"]
+    _, doc = _toolchain(project, "--arch", "arm64")
+    assert next(c for c in doc["checks"] if c["name"] == "image gateway")["status"] == "ok"
+
+
+def test_go_mod_lines_are_reported(project: Project):
+    _, doc = _toolchain(project, "--dockerfile", str(DF / "compliant.Dockerfile"))
+    go_mod = next(c for c in doc["checks"] if c["name"] == "go-mod")
+    assert "1.24.6" in go_mod["detail"]
+
+
+def test_bad_input_is_exit_2(project: Project):
+    missing = project.run("e2e.toolchain", "--dockerfile", "/no/such/Dockerfile")
+    assert missing.returncode == 2 and "--dockerfile /no/such/Dockerfile" in missing.stderr
+    bad_arch = project.run("e2e.toolchain", "--arch", "sparc9")
+    assert bad_arch.returncode == 2 and "--arch sparc9" in bad_arch.stderr
+
+
+def test_up_stops_in_preflight_when_a_dockerfile_hardcodes_another_arch(project: Project):
+    other = "arm64" if project.podman("info", "--format", "{{.Host.Arch}}").stdout.strip() == "amd64" else "amd64"
+    (project.dockerfiles / "Dockerfile.gateway").write_text(
+        f"FROM scratch\nENV GOARCH={other}\nCOPY hello /usr/local/bin/gateway\n")
+    result = project.run("e2e.up", "--only", "images")
+    assert result.returncode == 1
+    assert "preflight" in result.stdout and f"GOARCH" in result.stdout
+    steps = {s["name"]: s for s in project.timings()["steps"]}
+    assert steps["preflight"]["status"] == "failed"
+    assert steps["build-gateway"]["status"] == "skipped"  # no build was started
