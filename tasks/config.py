@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,8 @@ DEFAULTS: dict[str, Any] = {
     "ready_timeout": 180,
     "health_timeout": 60,
     "time_budget": 360,
+    "command_timeout": 1800,
+    "test_command": "go test ./test/e2e/gateway/... -v -json -timeout 30m",
     "approved_registries": "registry.access.redhat.com",
 }
 
@@ -104,6 +107,8 @@ class E2EConfig:
     ready_timeout: int
     health_timeout: int
     time_budget: int
+    command_timeout: int  # seconds any one external command (build, kind) may take
+    test_command: str  # the E2E suite, split like a shell would but never run by one
     approved_registries: str  # comma-separated registries base images may come from (ADR-028)
 
     @property
@@ -113,6 +118,10 @@ class E2EConfig:
     def image_ref(self, service: str) -> str:
         """The one image reference of a service: built, saved, loaded and deployed."""
         return {"gateway": self.gateway_image, "datastorage": self.datastorage_image}[service]
+
+    @property
+    def test_argv(self) -> list[str]:
+        return shlex.split(self.test_command)
 
     def dockerfile(self, service: str) -> Path:
         return self.dockerfile_dir / f"Dockerfile.{service}"
@@ -189,7 +198,12 @@ def _check_values(values: dict[str, Any]) -> None:
             raise bad(key, "is not a Kubernetes quantity like 512Mi or 500m")
     if values["jobs"] < 1:
         raise bad("jobs", "must be at least 1")
-    for key in ("crd_timeout", "ready_timeout", "health_timeout", "time_budget"):
+    try:
+        if not shlex.split(values["test_command"]):
+            raise bad("test_command", "is empty")
+    except ValueError as exc:
+        raise bad("test_command", f"cannot be split into arguments ({exc})") from None
+    for key in ("crd_timeout", "ready_timeout", "health_timeout", "time_budget", "command_timeout"):
         if values[key] <= 0:
             raise bad(key, "must be a positive number of seconds")
     for key in ("gateway_node_port", "datastorage_node_port"):

@@ -77,9 +77,9 @@ class StepContext:
         timeout: float | None = None,
         log_stdout: bool = True,
     ) -> CommandResult:
-        """Run a command with its output in this step's log file."""
-        return self.run.runner.run(argv, log=self.log_path, env=env, capture=capture,
-                                   check=check, timeout=timeout, log_stdout=log_stdout)
+        """Run a command with its output in this step's log file (and e2e.command_timeout)."""
+        return self.run.runner.run(argv, log=self.log_path, env=env, capture=capture, check=check,
+                                   timeout=timeout or self.cfg.command_timeout, log_stdout=log_stdout)
 
     def log(self, text: str) -> None:
         text = self.run.redactor.redact(text)

@@ -46,6 +46,12 @@ class CommandFailed(E2EError):
         self.result = result
         self.log = log
         self.tail = tail
+        if not why and result.returncode < 0:
+            try:
+                name = signal.Signals(-result.returncode).name
+            except ValueError:
+                name = f"signal {-result.returncode}"
+            why = f"was killed by {name}"
         why = why or f"exited with code {result.returncode}"
         where = f" (log: {log})" if log else ""
         super().__init__(f"`{format_command(result.argv)}` {why}{where}")

@@ -10,9 +10,12 @@ wait for it. The Kubernetes steps call into tasks.deploy.
 """
 from __future__ import annotations
 
+import json
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 
-from tasks import kind, podman
+from tasks import fingerprint, kind, podman
 from tasks.config import SERVICES, E2EConfig
 from tasks.context import StepContext, private_dir, write_private
 from tasks.errors import StepFailed
@@ -106,6 +109,8 @@ def cluster(ctx: StepContext) -> Noted:
         from tasks.manifests import render_text, template_values
 
         write_private(cfg.rendered_kind_config, render_text(cfg.kind_config, template_values(cfg, {})))
+    if not ctx.run.dry:
+        _loaded_file(cfg).unlink(missing_ok=True)  # a new cluster has none of our images
     ctx.sh(kind.create_cluster(cfg.cluster_name, cfg.rendered_kind_config, cfg.kubeconfig, cfg.kind_wait),
            env=env)
     if not ctx.run.dry:
@@ -114,6 +119,28 @@ def cluster(ctx: StepContext) -> Noted:
 
 
 # --- images: build -> save -> load, per service -----------------------------------------------
+
+_LOADED_LOCK = threading.Lock()
+
+
+def _loaded_file(cfg: E2EConfig) -> Path:
+    """Which image IDs this cluster was given; removed whenever the cluster is created anew."""
+    return cfg.cluster_state_dir / "loaded.json"
+
+
+def _loaded(cfg: E2EConfig) -> dict[str, str]:
+    try:
+        return json.loads(_loaded_file(cfg).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _record_loaded(cfg: E2EConfig, svc: str, image: str) -> None:
+    with _LOADED_LOCK:  # both loads may finish at the same moment
+        data = _loaded(cfg)
+        data[svc] = image
+        write_private(_loaded_file(cfg), json.dumps(data))
+
 
 def _declare_image_steps(svc: str) -> None:
     def build_args(cfg: E2EConfig) -> dict[str, str]:
@@ -124,11 +151,19 @@ def _declare_image_steps(svc: str) -> None:
         return [format_command(podman.build(p.provider, cfg.dockerfile(svc), cfg.image_ref(svc),
                                             cfg.source_dir, p.arch, build_args(cfg)))]
 
-    def build_image(ctx: StepContext) -> str:
-        cfg = ctx.cfg
-        ctx.sh(podman.build(ctx.tools.provider, cfg.dockerfile(svc), cfg.image_ref(svc),
-                            cfg.source_dir, ctx.result("preflight"), build_args(cfg)))
-        return cfg.image_ref(svc)
+    def build_image(ctx: StepContext) -> object:
+        cfg, tool, ref = ctx.cfg, ctx.tools.provider, ctx.cfg.image_ref(svc)
+        arch = ctx.result("preflight")
+        inputs = "dry-run" if ctx.run.dry else fingerprint.build_inputs(
+            cfg.dockerfile(svc), cfg.source_dir, {**build_args(cfg), "TARGETARCH": arch})
+        if not ctx.run.dry:
+            have = ctx.sh(podman.image_label(tool, ref, fingerprint.LABEL), capture=True, check=False)
+            if have.ok and have.stdout.strip() == inputs:
+                ctx.log(f"{ref} was built from these exact inputs ({inputs}): not rebuilt")
+                return Noted("reused: inputs unchanged", ref)
+        ctx.sh(podman.build(tool, cfg.dockerfile(svc), ref, cfg.source_dir, arch, build_args(cfg),
+                            {fingerprint.LABEL: inputs}))
+        return ref
 
     def plan_save(p: PlanInputs) -> list[str]:
         return [format_command(podman.save(p.provider, p.cfg.image_ref(svc), p.cfg.archive(svc)))]
@@ -151,14 +186,21 @@ def _declare_image_steps(svc: str) -> None:
         return [_kind_cmd(p, kind.load_image_archive(p.cfg.archive(svc), p.cfg.cluster_name)),
                 f"rm {p.cfg.archive(svc)}"]
 
-    def load_image(ctx: StepContext) -> str:
-        cfg, archive = ctx.cfg, ctx.cfg.archive(svc)
+    def load_image(ctx: StepContext) -> object:
+        cfg, archive, ref = ctx.cfg, ctx.cfg.archive(svc), ctx.cfg.image_ref(svc)
         try:
+            image = "" if ctx.run.dry else ctx.sh(podman.image_id(ctx.tools.provider, ref),
+                                                 capture=True).stdout.strip()
+            if image and _loaded(cfg).get(svc) == image:
+                ctx.log(f"{ref} ({image[:12]}) is already in cluster {cfg.cluster_name}: not reloaded")
+                return Noted("reused: already in the cluster", ref)
             ctx.sh(kind.load_image_archive(archive, cfg.cluster_name),
                    env=kind.provider_env(ctx.tools.provider))
+            if image:
+                _record_loaded(cfg, svc, image)
         finally:
             archive.unlink(missing_ok=True)
-        return cfg.image_ref(svc)
+        return ref
 
     build_image.__doc__ = f"Build the {svc} image for the node's architecture."
     save_image.__doc__ = f"Save the {svc} image to a temporary archive."

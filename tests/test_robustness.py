@@ -1,0 +1,205 @@
+"""Failures, interrupts, locks and resume, with the real command paths (real podman, the
+stand-in kind, and a fault wrapper in front of either)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, Project
+from tests.kindstate import clusters, read_calls, set_behaviour
+
+FAULTS = ROOT / "tests" / "faults"
+
+
+def _faulty(project: Project, spec: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {"PATH": f"{FAULTS}{os.pathsep}{project.env['PATH']}", "FAULT_SPEC": spec,
+            "FAULT_PIDS": str(tmp_path / "pids"), **extra}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z")
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return any(_alive(int(p.name)) for p in Path("/proc").iterdir() if p.name.isdigit()
+               and _pgid(int(p.name)) == pgid)
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def _no_leftover_processes(pid_file: Path) -> None:
+    if not pid_file.exists():
+        return
+    deadline = time.monotonic() + 8
+    for line in pid_file.read_text().splitlines():
+        pid, pgid = (int(x) for x in line.split()[:2])
+        while (_alive(pid) or _group_alive(pgid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(pid), f"left running: {line}"
+        assert not _group_alive(pgid), f"process group left running: {line}"
+
+
+def _archives(project: Project) -> list[Path]:
+    return list(project.state.glob("state/*/archives/*.tar"))
+
+
+# --- fault-injection matrix --------------------------------------------------------------------
+
+MATRIX = [
+    # (fault, mode, the step that must fail, what its message says)
+    ("podman info", "exit", "preflight", "exited with code 3"),
+    ("kind get", "exit", "cluster", "exited with code 3"),
+    ("kind create", "kill", "cluster", "killed by SIGKILL"),
+    ("kind create", "hang", "cluster", "timed out after 4s"),
+    ("podman build", "exit", "build-", "exited with code 3"),
+    ("podman build", "kill", "build-", "killed by SIGKILL"),
+    ("podman build", "hang", "build-", "timed out after 4s"),
+    ("podman save", "exit", "save-", "exited with code 3"),
+    ("podman save", "hang", "save-", "timed out after 4s"),
+    ("kind load", "exit", "load-", "exited with code 3"),
+    ("kind load", "kill", "load-", "killed by SIGKILL"),
+]
+
+
+@pytest.mark.parametrize("fault, mode, step, says", MATRIX, ids=[f"{f}:{m}" for f, m, _, _ in MATRIX])
+def test_each_command_failing(project: Project, tmp_path: Path, fault: str, mode: str, step: str, says: str):
+    env = _faulty(project, f"{fault}:{mode}", tmp_path, INVOKE_E2E_COMMAND_TIMEOUT="4")
+    started = time.monotonic()
+    result = project.run("e2e.up", "--only", "images", extra_env=env, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert time.monotonic() - started < 60
+    steps = {s["name"]: s for s in project.timings()["steps"]}
+    failed = [s for s in steps.values() if s["status"] == "failed"]
+    assert failed and failed[0]["name"].startswith(step), steps
+    name = failed[0]["name"]
+    assert says in failed[0]["error"]
+    assert f"FAILED {name}" in result.stdout and f"{name}.log" in result.stdout
+    # What is left behind: no archive, no process, no half-written kubeconfig, lock released.
+    assert not _archives(project)
+    _no_leftover_processes(tmp_path / "pids")
+    assert "gateway" not in "".join(p.name for p in project.state.glob("locks/*.lock") if p.read_text())
+
+
+# --- interrupts ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_mid_build_stops_everything(project: Project, tmp_path: Path, sig: int):
+    env = {**project.env, **_faulty(project, "podman build:hang", tmp_path)}
+    set_behaviour(project.kind_state, delay={"create cluster": 60})
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "e2e.up", "--only", "images"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    pids = tmp_path / "pids"
+    while time.monotonic() < deadline and "build" not in (pids.read_text() if pids.exists() else ""):
+        time.sleep(0.1)
+    time.sleep(0.5)  # the builds and the cluster creation are running now
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    took = time.monotonic() - sent
+    assert proc.returncode == 130, out + err
+    assert took < 8, took  # 5 s grace at most, plus reporting
+    assert "interrupted" in out
+    steps = {s["name"]: s for s in project.timings()["steps"]}
+    assert {s["status"] for n, s in steps.items() if n.startswith("build-")} == {"interrupted"}
+    assert steps["cluster"]["status"] == "interrupted"
+    assert project.timings()["interrupted"] is True
+    _no_leftover_processes(pids)
+    killed_kind = [c for c in read_calls(project.kind_state, include_started=True) if c.get("event") == "start"
+                   and c["argv"][:2] == ["create", "cluster"]]
+    assert killed_kind and not _alive(killed_kind[0]["pid"])
+    assert not _archives(project)
+    # The lock was released: another run can take it at once.
+    again = project.run("e2e.up", "--only", "preflight")
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+# --- lock -------------------------------------------------------------------------------------
+
+def test_second_concurrent_up_refuses_with_the_holders_pid(project: Project):
+    set_behaviour(project.kind_state, delay={"create cluster": 6})
+    first = subprocess.Popen([sys.executable, "-m", "invoke", "e2e.up", "--only", "cluster"], cwd=ROOT,
+                             env=project.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2)
+        second = project.run("e2e.up", "--only", "cluster")
+        assert second.returncode == 2
+        assert f"locked by PID {first.pid}" in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+        clean = project.run("e2e.clean")
+        assert clean.returncode == 2 and f"PID {first.pid}" in clean.stderr
+    finally:
+        out, err = first.communicate(timeout=60)
+    assert first.returncode == 0, out + err
+
+
+def test_stale_lock_is_taken_over_with_a_warning(project: Project):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lock = project.state / "locks" / f"{project.env['INVOKE_E2E_CLUSTER_NAME']}.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(f"{dead.pid} e2e.up\n")
+    result = project.run("e2e.up", "--only", "cluster")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"took over the lock of PID {dead.pid}" in result.stdout
+
+
+# --- resume -----------------------------------------------------------------------------------
+
+def test_rerun_after_failed_load_resumes_without_rebuilding(project: Project):
+    set_behaviour(project.kind_state, fail={"load image-archive": {
+        "exit": 1, "message": "ERROR: failed to load image: transient", "times": 1}})
+    first = project.run("e2e.up", "--only", "images")
+    assert first.returncode == 1
+    second = project.run("e2e.up", "--only", "images")
+    assert second.returncode == 0, second.stdout + second.stderr
+    steps = {s["name"]: s for s in project.timings()["steps"]}
+    assert steps["cluster"]["note"] == "reused existing cluster"
+    assert steps["build-gateway"]["note"] == "reused: inputs unchanged"
+    assert steps["build-datastorage"]["note"] == "reused: inputs unchanged"
+    run_dir = project.last_run_dir()
+    assert "$ podman build" not in (run_dir / "build-gateway.log").read_text()
+    cluster = project.env["INVOKE_E2E_CLUSTER_NAME"]
+    assert sorted(clusters(project.kind_state)[cluster]["images"]) == sorted(project.images.values())
+    # A third run also skips the loads: the node already has these exact images.
+    third = project.run("e2e.up", "--only", "images")
+    assert third.returncode == 0
+    notes = {s["name"]: s["note"] for s in project.timings()["steps"]}
+    assert notes["load-gateway"] == "reused: already in the cluster"
+    assert "reused" in third.stdout
+
+
+def test_changed_source_is_rebuilt(project: Project):
+    assert project.run("e2e.up", "--only", "images").returncode == 0
+    (project.source / "cmd" / "gateway" / "main.go").write_text("package main\n\nfunc main() { println(1) }\n")
+    assert project.run("e2e.up", "--only", "images").returncode == 0
+    notes = {s["name"]: s["note"] for s in project.timings()["steps"]}
+    assert notes["build-gateway"] == "" and notes["load-gateway"] == ""
+
+
+def test_clean_on_failure_removes_the_cluster(project: Project):
+    set_behaviour(project.kind_state, fail={"load image-archive": {"exit": 1, "message": "ERROR: boom"}})
+    result = project.run("e2e.up", "--only", "images", "--clean-on-failure")
+    assert result.returncode == 1
+    assert project.env["INVOKE_E2E_CLUSTER_NAME"] not in clusters(project.kind_state)
+    assert "kept for diagnosis" not in result.stdout
