@@ -197,7 +197,49 @@ def toolchain(c: Context, dockerfile: list[str] | None = None, arch: str | None 
     return 1 if any(ch.status == "fail" for ch in checks) else 0
 
 
+@task(help={
+    "cluster-name": _COMMON_HELP["cluster-name"],
+    "source-dir": _COMMON_HELP["source-dir"],
+    "state-dir": _COMMON_HELP["state-dir"],
+})
+@_exits
+def test(c: Context, cluster_name: str | None = None, source_dir: str | None = None,
+         state_dir: str | None = None) -> int:
+    """Run the Gateway E2E suite (e2e.test_command) against the environment `up` made.
+
+    The suite gets KUBECONFIG, GATEWAY_URL and DATASTORAGE_URL; progress is printed per test,
+    passed/failed/skipped counts are parsed from `go test -json`, and junit.xml is written to
+    the run directory. Exit status: the suite's.
+    """
+    from tasks.suite import check_inputs, run_suite
+    from tasks.up import new_run_dir
+
+    cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, state_dir=state_dir)
+    check_inputs(cfg)  # before the run directory exists: bad input leaves nothing behind
+    return run_suite(cfg, new_run_dir(cfg)).exit_code
+
+
+@task(help={
+    "keep": "Keep the cluster and images at the end (default: clean up).",
+    "jobs": "As for e2e.up.",
+    **_COMMON_HELP,
+})
+@_exits
+def ci(c: Context, keep: bool = False, jobs: int | None = None, cluster_name: str | None = None,
+       source_dir: str | None = None, provider: str | None = None, state_dir: str | None = None) -> int:
+    """One command for CI: up -> test -> on failure diagnose -> clean (unless --keep).
+
+    Everything lands in one run directory (timings.json, junit.xml, diagnose/, ci.json) and one
+    summary: timings, checklist, spec counts, findings. Exit status: 0 only if all passed.
+    """
+    from tasks.ci import run_ci
+
+    cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, provider=provider,
+                  state_dir=state_dir, jobs=jobs)
+    return run_ci(cfg, keep=keep)
+
+
 def collection() -> Collection:
-    ns = Collection("e2e", up, clean, plan, diagnose, toolchain)
+    ns = Collection("e2e", up, clean, plan, diagnose, toolchain, test, ci)
     ns.configure({"e2e": dict(DEFAULTS)})
     return ns

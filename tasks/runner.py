@@ -151,6 +151,8 @@ class Runner(Protocol):
         check: bool = True,
         timeout: float | None = None,
         log_stdout: bool = True,
+        cwd: Path | None = None,
+        on_line: Callable[[str], None] | None = None,
     ) -> CommandResult: ...
 
 
@@ -191,8 +193,12 @@ class LocalRunner:
         check: bool = True,
         timeout: float | None = None,
         log_stdout: bool = True,
+        cwd: Path | None = None,
+        on_line: Callable[[str], None] | None = None,
     ) -> CommandResult:
         """Run `argv`; stderr (and stdout unless `capture`) go to `log`, secrets masked.
+
+        `on_line` is called with each output line as it arrives (for live progress).
 
         `capture` returns stdout for parsing; it is copied to the log unless `log_stdout` is
         False (for output that holds credentials, like a kubeconfig).
@@ -213,19 +219,22 @@ class LocalRunner:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE if capture else subprocess.STDOUT,
                 env={**self.base_env, **(env or {})},
+                cwd=cwd,
                 start_new_session=True,  # own process group: killpg stops the whole tree
             )
-        except FileNotFoundError:
+        except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
             sink.close()
-            raise CommandFailed(CommandResult(argv, 127, "", 0.0), log, "", "failed: command not found") from None
+            raise CommandFailed(CommandResult(argv, 127, "", 0.0), log, "",
+                                f"could not be started: {exc.strerror}") from None
         self.cancellation.register(proc)
         captured: list[str] = []
         # Output is copied line by line (not left to the child to write) so it can be masked,
         # and so the log fills while the command runs.
         readers = [threading.Thread(target=_pump, args=(proc.stdout, sink, captured if capture else None,
-                                                         log_stdout or not capture), daemon=True)]
+                                                         log_stdout or not capture, on_line), daemon=True)]
         if capture:
-            readers.append(threading.Thread(target=_pump, args=(proc.stderr, sink, None, True), daemon=True))
+            readers.append(threading.Thread(target=_pump, args=(proc.stderr, sink, None, True, None),
+                                            daemon=True))
         for reader in readers:
             reader.start()
         timed_out = False
@@ -275,11 +284,14 @@ class _LogSink:
             self._fh = None
 
 
-def _pump(stream: Any, sink: _LogSink, captured: list[str] | None, to_log: bool) -> None:
+def _pump(stream: Any, sink: _LogSink, captured: list[str] | None, to_log: bool,
+          on_line: Callable[[str], None] | None) -> None:
     for raw in iter(stream.readline, b""):
         line = raw.decode("utf-8", "replace")
         if captured is not None:
             captured.append(line)
         if to_log:
             sink.write(line)
+        if on_line is not None:
+            on_line(line)
     stream.close()

@@ -2,12 +2,9 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -19,6 +16,7 @@ from tasks.context import RunContext, StepContext, private_dir
 from tasks.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Cancelled, E2EError, StepFailed
 from tasks.graph import Graph, Step
 from tasks.lock import ClusterLock
+from tasks.signals import signals_as_interrupts
 from tasks.redact import Redactor
 from tasks.runner import Cancellation, LocalRunner
 from tasks.scheduler import DONE, GraphInterrupted, Noted, run_graph
@@ -34,6 +32,7 @@ class UpOptions:
     recreate: bool = False
     dry: bool = False
     clean_on_failure: bool = False
+    run_dir: Path | None = None  # default: a new <state_dir>/runs/<timestamp>-<pid>
 
 
 def stack_graph(only: Sequence[str] = ()) -> Graph:
@@ -60,14 +59,18 @@ def new_run_dir(cfg: E2EConfig) -> Path:
     return run_dir
 
 
-def run_up(cfg: E2EConfig, opts: UpOptions, out: TextIO | None = None) -> int:
-    """Run the selected steps; print the live view and the summary; return the exit code."""
+def run_up(cfg: E2EConfig, opts: UpOptions, out: TextIO | None = None, *, hold_lock: bool = True) -> int:
+    """Run the selected steps; print the live view and the summary; return the exit code.
+
+    `hold_lock=False` is for a caller that already holds the cluster's lock (`e2e.ci`).
+    """
     out = out or sys.stdout
     graph = stack_graph(opts.only)
     tools = preflight(cfg, graph)
     if opts.dry:
         return _run(cfg, opts, graph, tools, out)
-    with ClusterLock(cfg.locks_dir, cfg.cluster_name, "up") as lock:
+    lock = ClusterLock(cfg.locks_dir, cfg.cluster_name, "up")
+    with (lock if hold_lock else _NoLock()):
         if lock.stale_pid:
             print(f"warning: took over the lock of PID {lock.stale_pid}, which is no longer running",
                   file=out)
@@ -80,6 +83,16 @@ def run_up(cfg: E2EConfig, opts: UpOptions, out: TextIO | None = None) -> int:
         return code
 
 
+class _NoLock:
+    stale_pid = None
+
+    def __enter__(self) -> _NoLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
 def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: Any, out: TextIO) -> int:
     from tasks import console
 
@@ -87,7 +100,7 @@ def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: Any, out: TextIO)
     redactor = Redactor()
     echo = (lambda line: print(redactor.redact(line), file=out, flush=True))
     runner = LocalRunner(cancellation, dry=opts.dry, echo=echo, redactor=redactor)
-    run_dir = cfg.runs_dir / "dry-run" if opts.dry else new_run_dir(cfg)
+    run_dir = cfg.runs_dir / "dry-run" if opts.dry else (opts.run_dir or new_run_dir(cfg))
     run = RunContext(cfg, tools, runner, run_dir, cancellation, dry=opts.dry,
                      recreate=opts.recreate, echo=echo, redactor=redactor,
                      selected=frozenset(graph.steps))
@@ -107,7 +120,7 @@ def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: Any, out: TextIO)
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     reporter = console.PlainReporter(out) if opts.dry else console.make_reporter(graph.order, out)
     interrupted = False
-    with _signals_as_interrupts(cancellation):
+    with signals_as_interrupts(cancellation):
         try:
             records = run_graph(graph, execute, jobs=opts.jobs, keep_going=opts.keep_going,
                                 cancellation=cancellation, reporter=reporter)
@@ -138,34 +151,6 @@ def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: Any, out: TextIO)
         print(f"the cluster {cfg.cluster_name!r} was kept for diagnosis: "
               f"`invoke e2e.diagnose`; remove it with `invoke e2e.clean`", file=out)
     return EXIT_OK if ok else EXIT_FAILED
-
-
-@contextmanager
-def _signals_as_interrupts(cancellation: Cancellation) -> Iterator[None]:
-    """SIGTERM stops the run like Ctrl-C; a second Ctrl-C/SIGTERM exits at once.
-
-    The first signal becomes a KeyboardInterrupt in the scheduler thread, which cancels the
-    steps (terminating their process groups) and prints the partial table. A second one kills
-    every process group still registered and exits 130 without waiting.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    seen = {"count": 0}
-
-    def handler(signum: int, frame: Any) -> None:
-        seen["count"] += 1
-        if seen["count"] == 1:
-            raise KeyboardInterrupt
-        cancellation.kill_now()
-        os._exit(EXIT_INTERRUPTED)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def plan_document(cfg: E2EConfig, graph: Graph, provider: str, arch: str) -> dict[str, Any]:
