@@ -134,6 +134,25 @@ def test_interrupt_mid_build_stops_everything(project: Project, tmp_path: Path, 
     assert again.returncode == 0, again.stdout + again.stderr
 
 
+def test_second_interrupt_exits_at_once_and_kills_stubborn_children(project: Project, tmp_path: Path):
+    env = {**project.env, **_faulty(project, "podman build:stubborn", tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "e2e.up", "--only", "images"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pids = tmp_path / "pids"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "build" not in (pids.read_text() if pids.exists() else ""):
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)  # the builds ignore SIGTERM: the first stop would wait the grace
+    time.sleep(0.5)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert time.monotonic() - sent < 2.5
+    _no_leftover_processes(pids)
+
+
 # --- lock -------------------------------------------------------------------------------------
 
 def test_second_concurrent_up_refuses_with_the_holders_pid(project: Project):
