@@ -71,6 +71,7 @@ class LiveReporter:
         self._live.start()
 
     def _render(self):  # type: ignore[no-untyped-def]
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table(box=None, show_header=True, header_style="bold")
@@ -91,8 +92,6 @@ class LiveReporter:
                 elapsed = ""
             detail = rec.note or ((rec.error or "").splitlines()[0] if rec.error and rec.status in (FAILED, CANCELLED) else "")
             style = _STYLE.get(rec.status, "")
-            from rich.markup import escape
-
             table.add_row(rec.name, f"[{style}]{_MARK.get(rec.status, rec.status)}[/]" if style
                           else rec.status, elapsed, escape(detail[:80]))
         return table

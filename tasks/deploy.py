@@ -88,15 +88,13 @@ def _render(ctx: StepContext, step: str, secret_values: dict[str, str] | None = 
     return [obj for name in manifests.STEP_MANIFESTS[step] for obj in manifests.render(name, values)]
 
 
-def _explain(ctx: StepContext, kube: Kube):  # type: ignore[no-untyped-def]
+def _explain(kube: Kube):  # type: ignore[no-untyped-def]
     """Failure text for a pod problem, with the matching diagnosis findings (if any)."""
 
     def explain(problem: PodProblem) -> str:
+        from tasks.diagnose import findings_for_pod
+
         text = describe_problem(kube, problem)
-        try:
-            from tasks.diagnose import findings_for_pod
-        except ImportError:  # diagnosis not available: the raw facts are still useful
-            return text
         findings = findings_for_pod(kube, problem.namespace, problem.pod)
         if findings:
             text += "\n  diagnosis:"
@@ -110,7 +108,7 @@ def _explain(ctx: StepContext, kube: Kube):  # type: ignore[no-untyped-def]
 def _wait(ctx: StepContext, kube: Kube, name: str) -> float:
     cfg = ctx.cfg
     took = wait_deployment(kube, cfg.namespace, name, f"app={name}", cfg.ready_timeout,
-                           ctx.run.cancellation, explain=_explain(ctx, kube))
+                           ctx.run.cancellation, explain=_explain(kube))
     ctx.log(f"deployment {name} ready after {took:.1f}s")
     return took
 
