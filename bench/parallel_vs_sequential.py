@@ -1,10 +1,11 @@
 """Benchmark: the same `e2e.up --only images` graph with --jobs 1 (sequential) and --jobs 4.
 
-Real podman builds and saves; the stand-in kind (tests/bin/kind) takes KIND_DELAY seconds to
-create a cluster, standing in for Kind's ~2.6 min. Prints measured makespans, sums of step
-durations and critical paths from each run's timings.json. Numbers, not claims.
+Real podman builds and saves; the stand-in kind (tests/bin/kind) takes --kind-delay seconds to
+create a cluster, standing in for Kind's ~2.6 min, and --build-delay adds that many seconds
+before each real `podman build` (tests/faults/wrapper), standing in for compiling Go. Prints
+measured makespans, sums of step durations and critical paths from each run's timings.json.
 
-    python3 bench/parallel_vs_sequential.py [--rounds 3] [--kind-delay 4]
+    python3 bench/parallel_vs_sequential.py [--rounds 3] [--kind-delay 4] [--build-delay 2]
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--kind-delay", type=float, default=4.0)
+    parser.add_argument("--build-delay", type=float, default=2.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -48,6 +50,9 @@ def main() -> int:
                 kind_state = tmp / f"kind-{tag}"
                 set_behaviour(kind_state, delay={"create cluster": args.kind_delay})
                 env = standin_env(kind_state)
+                if args.build_delay > 0:
+                    env["PATH"] = f"{ROOT / 'tests' / 'faults'}{os.pathsep}{env['PATH']}"
+                    env.update({"FAULT_SPEC": "podman build:slow", "FAULT_SLOW": str(args.build_delay)})
                 env.update({
                     "CI": "true", "CONTAINERS_CONF": str(conf),
                     "INVOKE_E2E_SOURCE_DIR": str(source), "INVOKE_E2E_DOCKERFILE_DIR": str(dockerfiles),
@@ -66,7 +71,8 @@ def main() -> int:
                 results[jobs].append(json.loads((runs[-1] / "timings.json").read_text()))
                 subprocess.run([sys.executable, "-m", "invoke", "e2e.clean"], cwd=ROOT, env=env,
                                capture_output=True, check=True)
-    print(f"e2e.up --only images, stand-in kind create = {args.kind_delay:g}s, real podman, "
+    print(f"e2e.up --only images, stand-in kind create = {args.kind_delay:g}s, real podman builds "
+          f"+ {args.build_delay:g}s each, "
           f"{args.rounds} rounds, {os.cpu_count()} CPUs")
     for jobs, docs in results.items():
         makespans = [d["makespan"] for d in docs]
