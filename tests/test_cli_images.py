@@ -155,3 +155,17 @@ def test_missing_source_dir_says_which_path_and_how_to_set_it(project: Project, 
     assert result.returncode == 2
     assert str(missing) in result.stderr and "--source-dir" in result.stderr
     assert project.kind_calls() == []
+
+
+def test_recreate_deletes_and_creates_and_home_kubeconfig_is_untouched(project: Project, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home)}
+    assert project.run("e2e.up", "--only", "cluster", extra_env=env).returncode == 0
+    again = project.run("e2e.up", "--only", "cluster", "--recreate", extra_env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    argvs = _argvs(project)
+    assert [a[:2] for a in argvs].count(["create", "cluster"]) == 2
+    assert ["delete", "cluster"] in [a[:2] for a in argvs]
+    assert not (home / ".kube").exists()
+    assert not (project.kind_state / "home-kube-config").exists()  # kind was always given --kubeconfig
