@@ -5,7 +5,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tasks import kind, podman
+from tasks import fingerprint, kind, podman
 from tasks.config import SERVICES, E2EConfig
 from tasks.preflight import Tools
 from tasks.runner import Cancellation, LocalRunner
@@ -48,7 +48,10 @@ def clean(cfg: E2EConfig, tools: Tools, *, keep_images: bool = False, dry: bool 
                 present.append(ref)
         if present:
             runner.run(podman.rmi(tools.provider, present))
-        return [f"image {ref}" for ref in present]
+        # Superseded builds of our images (retagged, now dangling) carry our label.
+        pruned = runner.run(podman.prune_labelled(tools.provider, fingerprint.LABEL), capture=True, check=False)
+        old = [line for line in pruned.stdout.split() if line.strip()]
+        return [f"image {ref}" for ref in present] + ([f"{len(old)} superseded build(s)"] if old else [])
 
     # The cluster and the images are independent: remove them at the same time.
     cluster_gone, images_gone = parallel(delete_cluster, remove_images)

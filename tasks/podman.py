@@ -72,5 +72,10 @@ def rmi(tool: str, refs: list[str]) -> list[str]:
     return [tool, "rmi", *refs]
 
 
+def prune_labelled(tool: str, label: str) -> list[str]:
+    """Remove dangling images carrying `label`: old builds of ours, never anyone else's."""
+    return [tool, "image", "prune", "--force", "--filter", f"label={label}"]
+
+
 def version(tool: str) -> list[str]:
     return [tool, "version", "--format", "{{.Client.Version}}"]

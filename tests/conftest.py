@@ -209,3 +209,4 @@ def project(tmp_path: Path, podman_env: dict[str, str], hello_binary: Path):  # 
     yield proj
     # Never leave test images in the machine's store, whatever the test did.
     proj.podman("rmi", "--force", *images.values())
+    proj.podman("image", "prune", "--force", "--filter", "label=io.kubernaut.e2e.inputs")

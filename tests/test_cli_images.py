@@ -85,6 +85,27 @@ def test_clean_removes_cluster_images_and_state_and_is_idempotent(project: Proje
     assert "nothing to remove" in second.stdout
 
 
+def test_clean_removes_superseded_builds_of_ours_only(project: Project, tmp_path):
+    assert project.run("e2e.up", "--only", "images").returncode == 0
+    old_id = project.podman("image", "inspect", "--format", "{{.Id}}", project.images["gateway"]).stdout.strip()
+    (project.source / "cmd" / "gateway" / "main.go").write_text("package main\n// changed\nfunc main() {}\n")
+    assert project.run("e2e.up", "--only", "images").returncode == 0
+    assert project.podman("image", "exists", old_id).returncode == 0  # dangling now
+    # Someone else's dangling image must survive.
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "Dockerfile").write_text("FROM scratch\nLABEL owner=someone-else\nCOPY f /f\n")
+    (tmp_path / "other" / "f").write_text(str(tmp_path))
+    built = project.podman("build", "-q", str(tmp_path / "other"), check=True).stdout.strip().splitlines()[-1]
+    try:
+        result = project.run("e2e.clean")
+        assert result.returncode == 0
+        assert "superseded build" in result.stdout
+        assert project.podman("image", "exists", old_id).returncode == 1
+        assert project.podman("image", "exists", built).returncode == 0
+    finally:
+        project.podman("rmi", "--force", built)
+
+
 def test_clean_keep_images(project: Project):
     assert project.run("e2e.up", "--only", "images").returncode == 0
     assert project.run("e2e.clean", "--keep-images").returncode == 0
