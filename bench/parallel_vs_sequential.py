@@ -38,6 +38,8 @@ def main() -> int:
         subprocess.run(["gcc", "-static", "-Os", "-o", str(tmp / "hello"), str(tmp / "hello.c")], check=True)
         conf = tmp / "containers.conf"
         conf.write_text('[containers]\ndefault_ulimits = []\n[engine]\nruntime = "runc"\n')
+        storage = tmp / "storage.conf"  # a throw-away image store, not the machine's
+        storage.write_text(f'[storage]\ndriver = "vfs"\nrunroot = "{tmp / "run"}"\ngraphroot = "{tmp / "graph"}"\n')
         dockerfiles = tmp / "dockerfiles"
         dockerfiles.mkdir()
         for svc in ("gateway", "datastorage"):
@@ -54,7 +56,7 @@ def main() -> int:
                     env["PATH"] = f"{ROOT / 'tests' / 'faults'}{os.pathsep}{env['PATH']}"
                     env.update({"FAULT_SPEC": "podman build:slow", "FAULT_SLOW": str(args.build_delay)})
                 env.update({
-                    "CI": "true", "CONTAINERS_CONF": str(conf),
+                    "CI": "true", "CONTAINERS_CONF": str(conf), "CONTAINERS_STORAGE_CONF": str(storage),
                     "INVOKE_E2E_SOURCE_DIR": str(source), "INVOKE_E2E_DOCKERFILE_DIR": str(dockerfiles),
                     "INVOKE_E2E_STATE_DIR": str(tmp / f"state-{tag}"), "INVOKE_E2E_CLUSTER_NAME": f"b-{tag}",
                     "INVOKE_E2E_GATEWAY_IMAGE": f"localhost/bench-gw-{tag}:t",

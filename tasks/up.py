@@ -131,6 +131,8 @@ def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: Any, out: TextIO)
             cleanup_errors = run.run_cleanups()
     for err in cleanup_errors:
         print(f"warning: cleanup failed: {err}", file=out)
+    if not opts.dry:
+        _explain_failed_commands(records, run_dir)
     if opts.dry:
         print("dry run: no command was run", file=out)
         return EXIT_OK
@@ -151,6 +153,21 @@ def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: Any, out: TextIO)
         print(f"the cluster {cfg.cluster_name!r} was kept for diagnosis: "
               f"`invoke e2e.diagnose`; remove it with `invoke e2e.clean`", file=out)
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _explain_failed_commands(records: dict[str, Any], run_dir: Path) -> None:
+    """Match a failed step's log against the knowledge base (e.g. a corrupt podman store)."""
+    from tasks.diagnosis import match_text
+
+    for rec in records.values():
+        log = run_dir / f"{rec.name}.log"
+        if rec.status != "failed" or not log.is_file():
+            continue
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-200:])
+        for finding in match_text(tail, log.name):
+            if finding.title not in (rec.error or ""):
+                rec.error = (f"{rec.error}\n  diagnosis: {finding.title}\n    "
+                             + "\n    ".join(finding.evidence[:3]) + f"\n    fix: {finding.fix}")
 
 
 def plan_document(cfg: E2EConfig, graph: Graph, provider: str, arch: str) -> dict[str, Any]:

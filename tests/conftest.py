@@ -44,10 +44,25 @@ def containers_conf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def podman_env(containers_conf: Path) -> dict[str, str]:
+def storage_conf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A podman image store of the test session's own, not the machine's.
+
+    Tests kill podman mid-build on purpose (fail-fast, interrupts); podman 4.3 can leave a
+    half-committed image behind that breaks every later lookup in that store. A store per
+    session keeps such damage away from the machine and from the next run. vfs: no overlay
+    mounts needed, and the test images are a few kB.
+    """
+    root = tmp_path_factory.mktemp("podman-store")
+    path = root / "storage.conf"
+    path.write_text(f'[storage]\ndriver = "vfs"\nrunroot = "{root / "run"}"\ngraphroot = "{root / "graph"}"\n')
+    return path
+
+
+@pytest.fixture(scope="session")
+def podman_env(containers_conf: Path, storage_conf: Path) -> dict[str, str]:
     if shutil.which("podman") is None:
         pytest.fail("podman is not installed: .ci/run installs it (apt-get install podman runc)")
-    return {**os.environ, "CONTAINERS_CONF": str(containers_conf)}
+    return {**os.environ, "CONTAINERS_CONF": str(containers_conf), "CONTAINERS_STORAGE_CONF": str(storage_conf)}
 
 
 @pytest.fixture(scope="session")
@@ -196,6 +211,7 @@ def project(tmp_path: Path, podman_env: dict[str, str], hello_binary: Path):  # 
     env = standin_env(kind_state)
     env.update({
         "CONTAINERS_CONF": podman_env["CONTAINERS_CONF"],
+        "CONTAINERS_STORAGE_CONF": podman_env["CONTAINERS_STORAGE_CONF"],
         "CI": "true",
         "INVOKE_E2E_SOURCE_DIR": str(make_source_tree(tmp_path, hello_binary)),
         "INVOKE_E2E_DOCKERFILE_DIR": str(dockerfiles),

@@ -114,6 +114,11 @@ def test_importing_the_engine_stays_light() -> None:
 
 # fixture -> (exact signature ids, evidence fragments, fix fragments)
 SIGNATURE_CASES = {
+    "podman-store-corrupt.log": (
+        {"podman-store-corrupt"},
+        ["7df2c8a0bc6a68c74cba0034eea6cfda89adc8b013969c22ebbf3d90734591ca"],
+        ["podman rmi -f", "invoke e2e.up"],
+    ),
     "lfstack-push-amd64-on-arm64.log": (
         {"go-lfstack-amd64-emulated"},
         ["0xffffffffb9b77ec0", "sign-extended", "GOARCH=amd64", "runtime/asm_amd64.s:514", "/usr/lib/golang"],
@@ -717,3 +722,4 @@ def test_finding_to_dict_is_json_ready() -> None:
     data = finding.to_dict()
     assert set(data) == {"signature_id", "title", "severity", "subject", "meaning", "evidence", "fix"}
     assert json.loads(json.dumps(data))["evidence"] == list(finding.evidence)
+

@@ -222,3 +222,23 @@ def test_clean_on_failure_removes_the_cluster(project: Project):
     assert result.returncode == 1
     assert project.env["INVOKE_E2E_CLUSTER_NAME"] not in clusters(project.kind_state)
     assert "kept for diagnosis" not in result.stdout
+
+
+def test_failed_command_log_is_matched_against_the_knowledge_base(project: Project, tmp_path: Path):
+    # A wrapper `podman` whose build prints what a corrupt store prints.
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    real = subprocess.run(["which", "podman"], capture_output=True, text=True, env=project.env).stdout.strip()
+    (fake / "podman").write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = build ]; then\n'
+        '  echo \'Error: locating item named "manifest" for image with ID '
+        '"7df2c8a0bc6a68c74cba0034eea6cfda89adc8b013969c22ebbf3d90734591ca" (consider removing the image '
+        "to resolve the issue): file does not exist' >&2\n"
+        "  exit 125\nfi\n"
+        f'exec {real} "$@"\n')
+    (fake / "podman").chmod(0o755)
+    result = project.run("e2e.up", "--only", "images", extra_env={"PATH": f"{fake}{os.pathsep}{project.env['PATH']}"})
+    assert result.returncode == 1
+    assert "diagnosis: The local image store holds a half-written image" in result.stdout
+    assert "podman rmi -f" in result.stdout
