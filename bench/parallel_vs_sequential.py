@@ -46,7 +46,7 @@ def main() -> int:
             (dockerfiles / f"Dockerfile.{svc}").write_text(_TEST_DOCKERFILE.replace("{svc}", svc))
         source = make_source_tree(tmp, tmp / "hello")
         results: dict[int, list[dict]] = {1: [], 4: []}
-        for round_ in range(args.rounds):
+        for _ in range(args.rounds):
             for jobs in (1, 4):
                 tag = uuid.uuid4().hex[:8]
                 kind_state = tmp / f"kind-{tag}"

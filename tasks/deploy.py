@@ -253,7 +253,7 @@ def health(ctx: StepContext) -> object:
         "gateway_pod": running[0]["metadata"]["name"] if running else None,
         "checks": {svc: {"url": urls[svc], "ok": ok, "outcome": out} for svc, (ok, out) in results.items()},
     }
-    for svc, (ok, out) in results.items():
+    for svc, (_, out) in results.items():
         ctx.log(f"{urls[svc]}: {out}")
     failed = [f"{urls[s]} -> {out}" for s, (ok, out) in results.items() if not ok]
     if failed:

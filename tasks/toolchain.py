@@ -56,7 +56,7 @@ def environment(cfg: E2EConfig, arch: str | None, runner: LocalRunner,
         provider_arch = podman.normalize_arch(raw_arch) if raw_arch else None
         if provider_arch is None:
             checks.append(Check("provider", "fail", f"{provider} {version}: not responding (`{provider} info` failed)",
-                                f"start it (podman: `podman machine start` on macOS; docker: start the engine)"))
+                                "start it (podman: `podman machine start` on macOS; docker: start the engine)"))
         else:
             where = " (the podman machine's)" if provider == "podman" and platform.system() == "Darwin" else ""
             checks.append(Check("provider", "ok", f"{provider} {version}, runs {provider_arch} containers{where}"))

@@ -39,7 +39,7 @@ def stack_graph(only: Sequence[str] = ()) -> Graph:
     return STACK.graph().select(only)
 
 
-def preflight(cfg: E2EConfig, graph: Graph) -> checks.Tools:
+def preflight(cfg: E2EConfig, graph: Graph) -> preflight_checks.Tools:
     """Everything checkable before a side effect; raises UsageError (exit 2)."""
     tools = preflight_checks.find_tools(cfg)
     if "cluster" in graph.steps:
@@ -93,7 +93,7 @@ class _NoLock:
         pass
 
 
-def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: Any, out: TextIO) -> int:
+def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: preflight_checks.Tools, out: TextIO) -> int:
     from tasks import console
 
     cancellation = Cancellation()

@@ -1,7 +1,6 @@
 """The scheduler with in-process step bodies: ordering, overlap, jobs, failure, keep-going."""
 from __future__ import annotations
 
-import subprocess
 import sys
 import threading
 import time

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -94,7 +92,7 @@ def test_up_stops_in_preflight_when_a_dockerfile_hardcodes_another_arch(project:
         f"FROM scratch\nENV GOARCH={other}\nCOPY hello /usr/local/bin/gateway\n")
     result = project.run("e2e.up", "--only", "images")
     assert result.returncode == 1
-    assert "preflight" in result.stdout and f"GOARCH" in result.stdout
+    assert "preflight" in result.stdout and "GOARCH" in result.stdout
     steps = {s["name"]: s for s in project.timings()["steps"]}
     assert steps["preflight"]["status"] == "failed"
     assert steps["build-gateway"]["status"] == "skipped"  # no build was started
