@@ -23,8 +23,8 @@ def run_ci(cfg: E2EConfig, *, keep: bool = False, out: TextIO | None = None) -> 
     out = out or sys.stdout
     tools = preflight(cfg, stack_graph())  # bad input: exit 2 before the lock or a run dir
     with ClusterLock(cfg.locks_dir, cfg.cluster_name, "ci") as lock:
-        if lock.stale_pid:
-            print(f"warning: took over the lock of PID {lock.stale_pid}, which is no longer running", file=out)
+        if lock.warning:
+            print(lock.warning, file=out)
         run_dir = new_run_dir(cfg)
         phases: dict[str, Any] = {}
 

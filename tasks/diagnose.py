@@ -239,22 +239,13 @@ def run_diagnose(cfg: Any, *, namespaces: Sequence[str], as_json: bool, out: Pat
 
 def _image_archs(cfg: Any) -> dict[str, str]:
     """Recorded architecture of the images this project built, when the provider has them."""
-    import shutil
-    import subprocess
-
     from tasks import podman
-    from tasks.config import SERVICES
+    from tasks.preflight import choose_provider
+    from tasks.runner import Cancellation, LocalRunner
+    from tasks.toolchain import built_image_archs
 
-    tool = next((t for t in ("podman", "docker") if shutil.which(t)), None)
-    archs: dict[str, str] = {}
-    if tool is None:
-        return archs
-    for svc in SERVICES:
-        ref = cfg.image_ref(svc)
-        done = subprocess.run(podman.image_arch(tool, ref), capture_output=True, text=True, check=False)
-        if done.returncode == 0 and "/" in done.stdout:
-            archs[ref] = podman.normalize_arch(done.stdout.strip().split("/")[-1])
-    return archs
+    built = built_image_archs(cfg, choose_provider(cfg), LocalRunner(Cancellation()))
+    return {cfg.image_ref(svc): podman.normalize_arch(out.split("/")[-1]) for svc, out in built.items()}
 
 
 def _export_kind_logs(cfg: Any, target: Path, redactor: Redactor) -> None:
@@ -262,9 +253,10 @@ def _export_kind_logs(cfg: Any, target: Path, redactor: Redactor) -> None:
     import shutil
 
     from tasks import kind
+    from tasks.preflight import choose_provider
     from tasks.runner import Cancellation, CommandFailed, LocalRunner
 
-    provider = next((t for t in ("podman", "docker") if shutil.which(t)), "docker")
+    provider = choose_provider(cfg) or "docker"
     note = target.parent / "kind-logs.txt"
     if not shutil.which("kind"):
         note.write_text("kind is not installed: `kind export logs` was skipped\n")

@@ -111,17 +111,16 @@ def plan(c: Context, json_: bool = False, only: list[str] | None = None,
          cluster_name: str | None = None, source_dir: str | None = None,
          provider: str | None = None, state_dir: str | None = None) -> int:
     """Print the step graph (each step, what it needs, the commands it would run); runs nothing."""
-    import shutil
+    import platform
 
     from tasks.podman import normalize_arch
+    from tasks.preflight import choose_provider
     from tasks.up import plan_document, stack_graph
 
     cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, provider=provider,
                   state_dir=state_dir)
-    chosen = cfg.provider if cfg.provider != "auto" else (
-        "podman" if shutil.which("podman") or not shutil.which("docker") else "docker")
-    import platform
-
+    # Plan runs nothing, so it also works where no provider is installed yet.
+    chosen = choose_provider(cfg) or (cfg.provider if cfg.provider != "auto" else "podman")
     doc = plan_document(cfg, stack_graph(only or ()), chosen, normalize_arch(platform.machine()))
     if json_:
         print(json.dumps(doc, indent=2))

@@ -51,6 +51,13 @@ class ClusterLock:
         self._fd = fd
         return self
 
+    @property
+    def warning(self) -> str | None:
+        """What to tell the user when a dead run's lock was taken over."""
+        if self.stale_pid is None:
+            return None
+        return f"warning: took over the lock of PID {self.stale_pid}, which is no longer running"
+
     def release(self) -> None:
         if self._fd is not None:
             os.ftruncate(self._fd, 0)

@@ -24,20 +24,23 @@ class Tools:
     kind: str  # path of the kind executable
 
 
+def choose_provider(cfg: E2EConfig, which: Callable[[str], str | None] = shutil.which) -> str | None:
+    """The container CLI to use: e2e.provider if installed; under `auto`, podman, else docker."""
+    if cfg.provider != "auto":
+        return cfg.provider if which(cfg.provider) else None
+    return next((t for t in ("podman", "docker") if which(t)), None)
+
+
 def find_tools(cfg: E2EConfig, which: Callable[[str], str | None] = shutil.which) -> Tools:
     """Resolve the provider (podman preferred under `auto`) and kind; name everything missing."""
     missing: list[str] = []
     kind = which("kind")
     if not kind:
         missing.append(_INSTALL_HINTS["kind"])
-    if cfg.provider == "auto":
-        provider = next((t for t in ("podman", "docker") if which(t)), None)
-        if provider is None:
-            missing.append(_INSTALL_HINTS["podman"])
-    else:
-        provider = cfg.provider if which(cfg.provider) else None
-        if provider is None:
-            missing.append(f"{cfg.provider} (e2e.provider is {cfg.provider!r})")
+    provider = choose_provider(cfg, which)
+    if provider is None:
+        missing.append(_INSTALL_HINTS["podman"] if cfg.provider == "auto"
+                       else f"{cfg.provider} (e2e.provider is {cfg.provider!r})")
     if missing:
         raise UsageError("preflight: missing tools: " + "; ".join(missing))
     return Tools(provider=provider or "", kind=kind or "")

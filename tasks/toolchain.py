@@ -17,6 +17,7 @@ from tasks import kind, podman
 from tasks.config import SERVICES, E2EConfig
 from tasks.dockerfile import Check, check_dockerfile, check_go_mod, go_version_of_image, parse_dockerfile
 from tasks.errors import UsageError
+from tasks.preflight import choose_provider
 from tasks.runner import Cancellation, CommandFailed, LocalRunner
 
 
@@ -44,10 +45,9 @@ def environment(cfg: E2EConfig, arch: str | None, runner: LocalRunner,
     host_arch = podman.normalize_arch(platform.machine())
     checks.append(Check("host", "ok", f"{platform.system()} {host_arch}"))
 
-    provider = cfg.provider if cfg.provider != "auto" else next(
-        (t for t in ("podman", "docker") if which(t)), None)
+    provider = choose_provider(cfg, which)
     provider_arch = None
-    if provider is None or not which(provider):
+    if provider is None:
         checks.append(Check("provider", "fail", "no container provider (podman or docker) on PATH",
                             "install podman (https://podman.io/docs/installation)"))
     else:
@@ -120,13 +120,22 @@ def dockerfile_checks(paths: Sequence[Path], target_arch: str, approved: tuple[s
     return checks, builder_go
 
 
+def built_image_archs(cfg: E2EConfig, provider: str | None, runner: LocalRunner) -> dict[str, str]:
+    """`os/arch` recorded in each of our images that exists locally, by service."""
+    if provider is None:
+        return {}
+    found = {svc: _run(runner, podman.image_arch(provider, cfg.image_ref(svc))) for svc in SERVICES}
+    return {svc: out for svc, out in found.items() if out}
+
+
 def image_checks(cfg: E2EConfig, provider: str | None, target_arch: str, runner: LocalRunner) -> list[Check]:
     checks: list[Check] = []
     if provider is None:
         return checks
+    built = built_image_archs(cfg, provider, runner)
     for svc in SERVICES:
         ref = cfg.image_ref(svc)
-        out = _run(runner, podman.image_arch(provider, ref))
+        out = built.get(svc)
         if not out:
             checks.append(Check(f"image {svc}", "ok", f"{ref} not built yet"))
             continue

@@ -71,9 +71,8 @@ def run_up(cfg: E2EConfig, opts: UpOptions, out: TextIO | None = None, *, hold_l
         return _run(cfg, opts, graph, tools, out)
     lock = ClusterLock(cfg.locks_dir, cfg.cluster_name, "up")
     with (lock if hold_lock else _NoLock()):
-        if lock.stale_pid:
-            print(f"warning: took over the lock of PID {lock.stale_pid}, which is no longer running",
-                  file=out)
+        if lock.warning:
+            print(lock.warning, file=out)
         code = _run(cfg, opts, graph, tools, out)
         if code == EXIT_FAILED and opts.clean_on_failure:
             from tasks.clean import clean
@@ -84,7 +83,7 @@ def run_up(cfg: E2EConfig, opts: UpOptions, out: TextIO | None = None, *, hold_l
 
 
 class _NoLock:
-    stale_pid = None
+    warning = None
 
     def __enter__(self) -> _NoLock:
         return self
