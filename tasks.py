@@ -1,19 +1,14 @@
-"""Invoke's entry point: `invoke --list`, `invoke e2e.up`, `invoke e2e.clean`, ...
+"""Invoke's entry point in this checkout: `invoke --list`, `invoke e2e.up`, `invoke e2e.clean`, ...
 
-The code lives in the `tasks/` folder. A module and a package cannot both be importable as
-`tasks`, and Invoke's loader picks this file first, so this module makes itself the package:
-setting `__path__` lets `tasks.graph`, `tasks.steps`, ... import as its submodules, in Invoke and
-in pytest alike (there is deliberately no tasks/__init__.py).
+The code is the `kubernaut_e2e` package next to this file (also installable with pip, which
+gives the `kubernaut-e2e` command). This file only hands Invoke the package's collection.
 """
-import os
 from pathlib import Path
 
-__path__ = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "tasks")]
+from invoke import Collection
 
-from invoke import Collection  # noqa: E402
-
-from tasks.e2e import collection  # noqa: E402
-from tasks.project_config import exit_on_problem  # noqa: E402
+from kubernaut_e2e.e2e import collection
+from kubernaut_e2e.project_config import exit_on_problem
 
 exit_on_problem(Path(__file__).resolve().parent)
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from tasks.checklist import checklist
-from tasks.scheduler import DONE, FAILED, Noted, StepRecord
+from kubernaut_e2e.checklist import checklist
+from kubernaut_e2e.scheduler import DONE, FAILED, Noted, StepRecord
 
 
 def _rec(name, start, end, status=DONE, result=None):  # type: ignore[no-untyped-def]

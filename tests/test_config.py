@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import DEFAULTS, is_image_ref, load_config
-from tasks.errors import EXIT_USAGE, UsageError
+from kubernaut_e2e.config import DEFAULTS, is_image_ref, load_config
+from kubernaut_e2e.errors import EXIT_USAGE, UsageError
 
 
 def test_defaults_need_no_file():

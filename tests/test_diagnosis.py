@@ -1,4 +1,4 @@
-"""Tests for tasks/diagnosis.py and the knowledge base in tasks/signatures.yaml."""
+"""Tests for kubernaut_e2e/diagnosis.py and the knowledge base in kubernaut_e2e/signatures.yaml."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import diagnosis
-from tasks.diagnosis import (
+from kubernaut_e2e import diagnosis
+from kubernaut_e2e.diagnosis import (
     ContainerFacts,
     EventFacts,
     Finding,
@@ -105,7 +105,7 @@ def test_bad_signature_file_is_rejected(tmp_path: Path) -> None:
 
 
 def test_importing_the_engine_stays_light() -> None:
-    code = "import sys, tasks.diagnosis, tasks.dockerfile; print('kubernetes' in sys.modules)"
+    code = "import sys, kubernaut_e2e.diagnosis, kubernaut_e2e.dockerfile; print('kubernetes' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 

@@ -1,4 +1,4 @@
-"""Tests for tasks/dockerfile.py, the pure Dockerfile analysis behind the `toolchain` check."""
+"""Tests for kubernaut_e2e/dockerfile.py, the pure Dockerfile analysis behind the `toolchain` check."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.dockerfile import (
+from kubernaut_e2e.dockerfile import (
     Check,
     check_dockerfile,
     check_go_mod,

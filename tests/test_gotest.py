@@ -1,4 +1,4 @@
-"""tasks.gotest: test2json parsing, Ginkgo summaries, progress events and JUnit XML.
+"""kubernaut_e2e.gotest: test2json parsing, Ginkgo summaries, progress events and JUnit XML.
 
 The scenario streams come from running tests/bin/fake-go-suite, the stand-in for `go test -json`.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.gotest import (
+from kubernaut_e2e.gotest import (
     BUILD_FAILED_CASE,
     PACKAGE_FAILED_CASE,
     EventParser,

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.errors import UsageError
-from tasks.graph import Graph, Registry, Step
-from tasks.steps import STACK
+from kubernaut_e2e.errors import UsageError
+from kubernaut_e2e.graph import Graph, Registry, Step
+from kubernaut_e2e.steps import STACK
 
 
 def _step(name: str, *needs: str, groups: tuple[str, ...] = ()) -> Step:

@@ -1,4 +1,4 @@
-"""tasks.kube, tasks.readiness and the deploy steps against the Kubernetes API stand-in, through
+"""kubernaut_e2e.kube, kubernaut_e2e.readiness and the deploy steps against the Kubernetes API stand-in, through
 the real `kubernetes` client over HTTP."""
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tasks import deploy
-from tasks.config import load_config
-from tasks.context import RunContext, StepContext
-from tasks.errors import StepFailed
-from tasks.kube import Kube
-from tasks.preflight import Tools
-from tasks.readiness import NotReady, wait_deployment
-from tasks.runner import Cancellation, LocalRunner
+from kubernaut_e2e import deploy
+from kubernaut_e2e.config import load_config
+from kubernaut_e2e.context import RunContext, StepContext
+from kubernaut_e2e.errors import StepFailed
+from kubernaut_e2e.kube import Kube
+from kubernaut_e2e.preflight import Tools
+from kubernaut_e2e.readiness import NotReady, wait_deployment
+from kubernaut_e2e.runner import Cancellation, LocalRunner
 from tests.conftest import MIGRATION_LOG, make_source_tree
 from tests.kubeapi import CrashLoop, ImageNeverPull, JobSucceeds, NeverReady, Ready
 

@@ -8,9 +8,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tasks import manifests, migrations
-from tasks.config import load_config
-from tasks.errors import UsageError
+from kubernaut_e2e import manifests, migrations
+from kubernaut_e2e.config import load_config
+from kubernaut_e2e.errors import UsageError
 
 # kind v0.29 ships kindest/node v1.33.1.
 K8S_VERSION = "1.33.0"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks import migrations as mig
+from kubernaut_e2e import migrations as mig
 
 GOOSE_1 = """-- +goose Up
 -- +goose StatementBegin

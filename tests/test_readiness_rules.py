@@ -1,7 +1,7 @@
 """Pure readiness rules: which pod states mean "will never be ready"."""
 from __future__ import annotations
 
-from tasks.readiness import deployment_ready, pod_problems, pod_ready
+from kubernaut_e2e.readiness import deployment_ready, pod_problems, pod_ready
 
 
 def _pod(*statuses: dict, ready: bool = False) -> dict:

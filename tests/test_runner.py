@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.errors import Cancelled
-from tasks.runner import Cancellation, CommandFailed, LocalRunner, format_command
+from kubernaut_e2e.errors import Cancelled
+from kubernaut_e2e.runner import Cancellation, CommandFailed, LocalRunner, format_command
 
 
 def test_values_are_never_interpreted_by_a_shell(tmp_path: Path):

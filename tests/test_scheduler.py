@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from tasks.graph import Graph, Step
-from tasks.runner import Cancellation, LocalRunner
-from tasks.scheduler import CANCELLED, DONE, FAILED, SKIPPED, parallel, run_graph
-from tasks.timings import overlap
+from kubernaut_e2e.graph import Graph, Step
+from kubernaut_e2e.runner import Cancellation, LocalRunner
+from kubernaut_e2e.scheduler import CANCELLED, DONE, FAILED, SKIPPED, parallel, run_graph
+from kubernaut_e2e.timings import overlap
 
 
 def _graph(spec: dict[str, tuple[str, ...]]) -> Graph:

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tasks.project_config import problem
+from kubernaut_e2e.project_config import problem
 from tests.conftest import ROOT
 
 _PROBE = """

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks import kind, podman
+from kubernaut_e2e import kind, podman
 
 
 def test_kind_create_uses_a_dedicated_kubeconfig_and_wait():

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.scheduler import StepRecord
+from kubernaut_e2e.scheduler import StepRecord
 
 
 @dataclass(frozen=True)

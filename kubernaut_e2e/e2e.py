@@ -12,8 +12,8 @@ from typing import Any
 from invoke import Collection, Context, task
 from invoke.exceptions import Exit
 
-from tasks.config import DEFAULTS, E2EConfig, load_config
-from tasks.errors import E2EError
+from kubernaut_e2e.config import DEFAULTS, E2EConfig, load_config
+from kubernaut_e2e.errors import E2EError
 
 _COMMON_HELP = {
     "cluster-name": "Kind cluster name (default: e2e.cluster_name, 'gateway-e2e').",
@@ -64,7 +64,7 @@ def up(c: Context, only: list[str] | None = None, jobs: int | None = None, keep_
     Steps start as soon as what they need is done (image builds overlap cluster creation).
     Honors `invoke --dry e2e.up` (prints the commands, runs none).
     """
-    from tasks.up import UpOptions, run_up
+    from kubernaut_e2e.up import UpOptions, run_up
 
     cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, provider=provider,
                   state_dir=state_dir, jobs=jobs)
@@ -83,10 +83,10 @@ def clean(c: Context, keep_images: bool = False, cluster_name: str | None = None
     Idempotent: when there is nothing left it says so and exits 0. Run logs are kept.
     Honors `invoke --dry e2e.clean`.
     """
-    from tasks.clean import clean as do_clean
-    from tasks.preflight import find_tools
+    from kubernaut_e2e.clean import clean as do_clean
+    from kubernaut_e2e.preflight import find_tools
 
-    from tasks.lock import ClusterLock
+    from kubernaut_e2e.lock import ClusterLock
 
     cfg = _config(c, cluster_name=cluster_name, provider=provider, state_dir=state_dir)
     tools = find_tools(cfg)
@@ -113,9 +113,9 @@ def plan(c: Context, json_: bool = False, only: list[str] | None = None,
     """Print the step graph (each step, what it needs, the commands it would run); runs nothing."""
     import platform
 
-    from tasks.podman import normalize_arch
-    from tasks.preflight import choose_provider
-    from tasks.up import plan_document, stack_graph
+    from kubernaut_e2e.podman import normalize_arch
+    from kubernaut_e2e.preflight import choose_provider
+    from kubernaut_e2e.up import plan_document, stack_graph
 
     cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, provider=provider,
                   state_dir=state_dir)
@@ -157,7 +157,7 @@ def diagnose(c: Context, json_: bool = False, out: str | None = None, logs: str 
     import sys
     from pathlib import Path
 
-    from tasks.diagnose import run_diagnose
+    from kubernaut_e2e.diagnose import run_diagnose
 
     cfg = _config(c, cluster_name=cluster_name, state_dir=state_dir)
     return run_diagnose(cfg, namespaces=namespace or [cfg.namespace], as_json=json_,
@@ -185,7 +185,7 @@ def toolchain(c: Context, dockerfile: list[str] | None = None, arch: str | None 
     """
     import sys
 
-    from tasks.toolchain import document, render, run_toolchain
+    from kubernaut_e2e.toolchain import document, render, run_toolchain
 
     cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, provider=provider)
     facts, checks = run_toolchain(cfg, dockerfiles=dockerfile or [], arch=arch, approved=cfg.registries)
@@ -210,8 +210,8 @@ def test(c: Context, cluster_name: str | None = None, source_dir: str | None = N
     passed/failed/skipped counts are parsed from `go test -json`, and junit.xml is written to
     the run directory. Exit status: the suite's.
     """
-    from tasks.suite import check_inputs, run_suite
-    from tasks.up import new_run_dir
+    from kubernaut_e2e.suite import check_inputs, run_suite
+    from kubernaut_e2e.up import new_run_dir
 
     cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, state_dir=state_dir)
     check_inputs(cfg)  # before the run directory exists: bad input leaves nothing behind
@@ -231,7 +231,7 @@ def ci(c: Context, keep: bool = False, jobs: int | None = None, cluster_name: st
     Everything lands in one run directory (timings.json, junit.xml, diagnose/, ci.json) and one
     summary: timings, checklist, spec counts, findings. Exit status: 0 only if all passed.
     """
-    from tasks.ci import run_ci
+    from kubernaut_e2e.ci import run_ci
 
     cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, provider=provider,
                   state_dir=state_dir, jobs=jobs)

@@ -5,8 +5,8 @@ import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from tasks.config import E2EConfig
-from tasks.errors import UsageError
+from kubernaut_e2e.config import E2EConfig
+from kubernaut_e2e.errors import UsageError
 
 _HOW_TO_SET = ("set it with --source-dir PATH, INVOKE_E2E_SOURCE_DIR=PATH, "
                "or `e2e: {source_dir: PATH}` in invoke.yaml")
@@ -67,7 +67,7 @@ def check_kind_config(cfg: E2EConfig) -> None:
 
 def check_deploy_inputs(cfg: E2EConfig, steps: set[str]) -> None:
     """CRDs, migrations and manifests exist and parse, before anything is created."""
-    from tasks import manifests
+    from kubernaut_e2e import manifests
 
     for step, key, pattern in (("crds", "crd_glob", cfg.crd_glob),
                                ("migrations", "migrations_glob", cfg.migrations_glob)):

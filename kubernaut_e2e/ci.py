@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from tasks.config import E2EConfig
-from tasks.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, E2EError
-from tasks.lock import ClusterLock
-from tasks.up import UpOptions, new_run_dir, preflight, run_up, stack_graph
+from kubernaut_e2e.config import E2EConfig
+from kubernaut_e2e.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, E2EError
+from kubernaut_e2e.lock import ClusterLock
+from kubernaut_e2e.up import UpOptions, new_run_dir, preflight, run_up, stack_graph
 
 
 def _read_json(path: Path) -> Any:
@@ -33,7 +33,7 @@ def run_ci(cfg: E2EConfig, *, keep: bool = False, out: TextIO | None = None) -> 
         phases["up"] = up_code
         test_code: int | None = None
         if up_code == EXIT_OK:
-            from tasks.suite import run_suite
+            from kubernaut_e2e.suite import run_suite
 
             print("\n== test ==", file=out, flush=True)
             try:
@@ -46,7 +46,7 @@ def run_ci(cfg: E2EConfig, *, keep: bool = False, out: TextIO | None = None) -> 
         failed = up_code != EXIT_OK or (test_code or 0) != 0
 
         if failed and not interrupted:
-            from tasks.diagnose import run_diagnose
+            from kubernaut_e2e.diagnose import run_diagnose
 
             print("\n== diagnose ==", file=out, flush=True)
             try:
@@ -57,7 +57,7 @@ def run_ci(cfg: E2EConfig, *, keep: bool = False, out: TextIO | None = None) -> 
                 phases["diagnose"] = exc.exit_code
 
         if not keep:
-            from tasks.clean import clean
+            from kubernaut_e2e.clean import clean
 
             print("\n== clean ==", file=out, flush=True)
             report = clean(cfg, tools, echo=lambda line: print(line, file=out))

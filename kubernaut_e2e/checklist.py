@@ -5,8 +5,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tasks.scheduler import DONE, FAILED, Noted, StepRecord
-from tasks.timings import overlap, summarise
+from kubernaut_e2e.scheduler import DONE, FAILED, Noted, StepRecord
+from kubernaut_e2e.timings import overlap, summarise
 
 
 @dataclass(frozen=True)

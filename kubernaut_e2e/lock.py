@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from tasks.errors import UsageError
+from kubernaut_e2e.errors import UsageError
 
 
 def _alive(pid: int) -> bool:

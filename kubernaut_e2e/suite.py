@@ -1,6 +1,6 @@
 """`e2e.test`: run the Gateway E2E suite against the environment and report what it says.
 
-The suite's `go test -json` stream is parsed as it arrives (tasks.gotest): progress is printed
+The suite's `go test -json` stream is parsed as it arrives (kubernaut_e2e.gotest): progress is printed
 per test, counts come from the events (never guessed from the exit code), and a JUnit XML report
 lands in the run directory. The exit status is the suite's own.
 """
@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from tasks.config import E2EConfig
-from tasks.errors import EXIT_INTERRUPTED, UsageError
-from tasks.gotest import EventParser, SuiteResult, junit_xml, progress_line, summary_line
-from tasks.runner import Cancellation, CommandFailed, LocalRunner
-from tasks.signals import signals_as_interrupts
+from kubernaut_e2e.config import E2EConfig
+from kubernaut_e2e.errors import EXIT_INTERRUPTED, UsageError
+from kubernaut_e2e.gotest import EventParser, SuiteResult, junit_xml, progress_line, summary_line
+from kubernaut_e2e.runner import Cancellation, CommandFailed, LocalRunner
+from kubernaut_e2e.signals import signals_as_interrupts
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from tasks.errors import EXIT_INTERRUPTED
-from tasks.runner import Cancellation
+from kubernaut_e2e.errors import EXIT_INTERRUPTED
+from kubernaut_e2e.runner import Cancellation
 
 
 @contextmanager

@@ -13,10 +13,10 @@ from typing import Any
 
 import yaml
 
-from tasks.config import PROJECT_ROOT, E2EConfig
-from tasks.errors import UsageError
+from kubernaut_e2e.config import PACKAGE_DIR, E2EConfig
+from kubernaut_e2e.errors import UsageError
 
-MANIFEST_DIR = PROJECT_ROOT / "manifests"
+MANIFEST_DIR = PACKAGE_DIR / "stacks" / "gateway-e2e" / "manifests"
 
 #: Manifests applied by each Kubernetes step, in order.
 STEP_MANIFESTS = {

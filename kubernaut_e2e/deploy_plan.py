@@ -1,7 +1,7 @@
 """What each Kubernetes step does, in words, for `e2e.plan` (no kubernetes import here)."""
 from __future__ import annotations
 
-from tasks.config import E2EConfig
+from kubernaut_e2e.config import E2EConfig
 
 
 def describe(step: str, cfg: E2EConfig) -> list[str]:

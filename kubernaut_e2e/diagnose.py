@@ -1,7 +1,7 @@
 """`e2e.diagnose`: collect what the cluster (or a log bundle) shows and say why it broke.
 
-Collection talks to the API (tasks.kube); matching is tasks.diagnosis with its knowledge base
-(tasks/signatures.yaml); this module joins the two, writes the bundle and picks the exit code.
+Collection talks to the API (kubernaut_e2e.kube); matching is kubernaut_e2e.diagnosis with its knowledge base
+(kubernaut_e2e/signatures.yaml); this module joins the two, writes the bundle and picks the exit code.
 """
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
-from tasks.diagnosis import (ContainerFacts, Finding, PodFacts, diagnose_path, diagnose_pod,
+from kubernaut_e2e.diagnosis import (ContainerFacts, Finding, PodFacts, diagnose_path, diagnose_pod,
                              pod_facts_from_api, sort_findings)
-from tasks.redact import Redactor, secret_values
+from kubernaut_e2e.redact import Redactor, secret_values
 
 
 @dataclass
@@ -194,7 +194,7 @@ __all__ = ["ContainerFacts", "collect", "findings_for_pod", "findings_from", "of
 def run_diagnose(cfg: Any, *, namespaces: Sequence[str], as_json: bool, out: Path | None,
                  logs: Path | None, stream: Any) -> int:
     """The whole `e2e.diagnose`: 0 nothing wrong, 1 problems found (UsageError -> 2)."""
-    from tasks.errors import UsageError
+    from kubernaut_e2e.errors import UsageError
 
     if logs is not None:
         if not logs.exists():
@@ -204,7 +204,7 @@ def run_diagnose(cfg: Any, *, namespaces: Sequence[str], as_json: bool, out: Pat
         if not cfg.kubeconfig.is_file():
             raise UsageError(f"no cluster: {cfg.kubeconfig} does not exist "
                              f"(run `invoke e2e.up`, or analyse logs offline with --logs PATH)")
-        from tasks.kube import Kube, KubeError
+        from kubernaut_e2e.kube import Kube, KubeError
 
         kube = Kube(cfg.kubeconfig, request_timeout=10)
         try:
@@ -239,10 +239,10 @@ def run_diagnose(cfg: Any, *, namespaces: Sequence[str], as_json: bool, out: Pat
 
 def _image_archs(cfg: Any) -> dict[str, str]:
     """Recorded architecture of the images this project built, when the provider has them."""
-    from tasks import podman
-    from tasks.preflight import choose_provider
-    from tasks.runner import Cancellation, LocalRunner
-    from tasks.toolchain import built_image_archs
+    from kubernaut_e2e import podman
+    from kubernaut_e2e.preflight import choose_provider
+    from kubernaut_e2e.runner import Cancellation, LocalRunner
+    from kubernaut_e2e.toolchain import built_image_archs
 
     built = built_image_archs(cfg, choose_provider(cfg), LocalRunner(Cancellation()))
     return {cfg.image_ref(svc): podman.normalize_arch(out.split("/")[-1]) for svc, out in built.items()}
@@ -252,9 +252,9 @@ def _export_kind_logs(cfg: Any, target: Path, redactor: Redactor) -> None:
     """`kind export logs` into the bundle, masked afterwards; skipped (with a note) without kind."""
     import shutil
 
-    from tasks import kind
-    from tasks.preflight import choose_provider
-    from tasks.runner import Cancellation, CommandFailed, LocalRunner
+    from kubernaut_e2e import kind
+    from kubernaut_e2e.preflight import choose_provider
+    from kubernaut_e2e.runner import Cancellation, CommandFailed, LocalRunner
 
     provider = choose_provider(cfg) or "docker"
     note = target.parent / "kind-logs.txt"

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from tasks.errors import Cancelled, E2EError
-from tasks.redact import Redactor
+from kubernaut_e2e.errors import Cancelled, E2EError
+from kubernaut_e2e.redact import Redactor
 
 #: Seconds between SIGTERM and SIGKILL when stopping a process group.
 KILL_GRACE = 5.0

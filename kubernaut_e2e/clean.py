@@ -5,11 +5,11 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tasks import fingerprint, kind, podman
-from tasks.config import SERVICES, E2EConfig
-from tasks.preflight import Tools
-from tasks.runner import Cancellation, LocalRunner
-from tasks.scheduler import parallel
+from kubernaut_e2e import fingerprint, kind, podman
+from kubernaut_e2e.config import SERVICES, E2EConfig
+from kubernaut_e2e.preflight import Tools
+from kubernaut_e2e.runner import Cancellation, LocalRunner
+from kubernaut_e2e.scheduler import parallel
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The Kubernetes steps: CRDs, namespace, PostgreSQL + Redis, migrations, services, health.
 
-Each body is called by the scheduler with its StepContext (see tasks.steps). Everything goes
-through tasks.kube (the real client); apply is idempotent, waits fail fast (tasks.readiness).
+Each body is called by the scheduler with its StepContext (see kubernaut_e2e.steps). Everything goes
+through kubernaut_e2e.kube (the real client); apply is idempotent, waits fail fast (kubernaut_e2e.readiness).
 """
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from tasks import manifests, migrations as mig
-from tasks.context import StepContext
-from tasks.errors import StepFailed
-from tasks.kube import Kube
-from tasks.redact import secret_values
-from tasks.readiness import (NotReady, PodProblem, describe_problem, job_log, pod_ready, wait_deployment,
+from kubernaut_e2e import manifests, migrations as mig
+from kubernaut_e2e.context import StepContext
+from kubernaut_e2e.errors import StepFailed
+from kubernaut_e2e.kube import Kube
+from kubernaut_e2e.redact import secret_values
+from kubernaut_e2e.readiness import (NotReady, PodProblem, describe_problem, job_log, pod_ready, wait_deployment,
                              wait_job)
-from tasks.scheduler import Noted, parallel
+from kubernaut_e2e.scheduler import Noted, parallel
 
 DB_SECRET = "postgresql-credentials"
 
@@ -37,7 +37,7 @@ def _connect(ctx: StepContext) -> Iterator[Kube]:
 
 def _dry(ctx: StepContext) -> bool:
     if ctx.run.dry:
-        from tasks.deploy_plan import describe
+        from kubernaut_e2e.deploy_plan import describe
 
         for line in describe(ctx.step, ctx.cfg):
             ctx.run.echo(f"# {ctx.step}: {line}")
@@ -92,7 +92,7 @@ def _explain(kube: Kube):  # type: ignore[no-untyped-def]
     """Failure text for a pod problem, with the matching diagnosis findings (if any)."""
 
     def explain(problem: PodProblem) -> str:
-        from tasks.diagnose import findings_for_pod
+        from kubernaut_e2e.diagnose import findings_for_pod
 
         text = describe_problem(kube, problem)
         findings = findings_for_pod(kube, problem.namespace, problem.pod)

@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from tasks.errors import Cancelled, E2EError
-from tasks.graph import Graph, Step
-from tasks.runner import Cancellation
+from kubernaut_e2e.errors import Cancelled, E2EError
+from kubernaut_e2e.graph import Graph, Step
+from kubernaut_e2e.runner import Cancellation
 
 T = TypeVar("T")
 

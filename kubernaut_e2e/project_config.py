@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tasks.errors import EXIT_USAGE
+from kubernaut_e2e.errors import EXIT_USAGE
 
 
 def problem(folder: Path) -> str | None:

@@ -9,19 +9,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from tasks import preflight as preflight_checks
-from tasks.checklist import checklist
-from tasks.config import SERVICES, E2EConfig
-from tasks.context import RunContext, StepContext, private_dir
-from tasks.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Cancelled, E2EError, StepFailed
-from tasks.graph import Graph, Step
-from tasks.lock import ClusterLock
-from tasks.signals import signals_as_interrupts
-from tasks.redact import Redactor
-from tasks.runner import Cancellation, LocalRunner
-from tasks.scheduler import DONE, GraphInterrupted, Noted, run_graph
-from tasks.steps import STACK, PlanInputs
-from tasks.timings import timings_document, write_timings
+from kubernaut_e2e import preflight as preflight_checks
+from kubernaut_e2e.checklist import checklist
+from kubernaut_e2e.config import SERVICES, E2EConfig
+from kubernaut_e2e.context import RunContext, StepContext, private_dir
+from kubernaut_e2e.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Cancelled, E2EError, StepFailed
+from kubernaut_e2e.graph import Graph, Step
+from kubernaut_e2e.lock import ClusterLock
+from kubernaut_e2e.signals import signals_as_interrupts
+from kubernaut_e2e.redact import Redactor
+from kubernaut_e2e.runner import Cancellation, LocalRunner
+from kubernaut_e2e.scheduler import DONE, GraphInterrupted, Noted, run_graph
+from kubernaut_e2e.steps import STACK, PlanInputs
+from kubernaut_e2e.timings import timings_document, write_timings
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def run_up(cfg: E2EConfig, opts: UpOptions, out: TextIO | None = None, *, hold_l
             print(lock.warning, file=out)
         code = _run(cfg, opts, graph, tools, out)
         if code == EXIT_FAILED and opts.clean_on_failure:
-            from tasks.clean import clean
+            from kubernaut_e2e.clean import clean
 
             print(f"--clean-on-failure: removing cluster {cfg.cluster_name!r}", file=out)
             clean(cfg, tools, keep_images=True, echo=lambda line: print(line, file=out))
@@ -93,7 +93,7 @@ class _NoLock:
 
 
 def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: preflight_checks.Tools, out: TextIO) -> int:
-    from tasks import console
+    from kubernaut_e2e import console
 
     cancellation = Cancellation()
     redactor = Redactor()
@@ -156,7 +156,7 @@ def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: preflight_checks.
 
 def _explain_failed_commands(records: dict[str, Any], run_dir: Path) -> None:
     """Match a failed step's log against the knowledge base (e.g. a corrupt podman store)."""
-    from tasks.diagnosis import match_text
+    from kubernaut_e2e.diagnosis import match_text
 
     for rec in records.values():
         log = run_dir / f"{rec.name}.log"

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.config import E2EConfig
-from tasks.preflight import Tools
-from tasks.redact import Redactor
-from tasks.runner import Cancellation, CommandResult, Runner
+from kubernaut_e2e.config import E2EConfig
+from kubernaut_e2e.preflight import Tools
+from kubernaut_e2e.redact import Redactor
+from kubernaut_e2e.runner import Cancellation, CommandResult, Runner
 
 
 @dataclass

@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.errors import UsageError
+from kubernaut_e2e.errors import UsageError
 
-#: A step body gets the run's StepContext (see tasks.steps) and returns the step's result.
+#: A step body gets the run's StepContext (see kubernaut_e2e.steps) and returns the step's result.
 Body = Callable[[Any], object]
 #: What a step would run, for `e2e.plan`: human-readable commands, given the run's config.
 PlanFn = Callable[[Any], list[str]]

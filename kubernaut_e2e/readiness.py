@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.errors import StepFailed
-from tasks.runner import Cancellation
+from kubernaut_e2e.errors import StepFailed
+from kubernaut_e2e.runner import Cancellation
 
 #: Waiting reasons that will not resolve by waiting longer.
 FATAL_WAITING = frozenset({

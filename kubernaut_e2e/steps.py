@@ -6,7 +6,7 @@
                └─ build-datastorage ─ save-… ─ load-… ─ datastorage ┘
 
 Image builds need only preflight, so they run while Kind creates the cluster; only the loads
-wait for it. The Kubernetes steps call into tasks.deploy.
+wait for it. The Kubernetes steps call into kubernaut_e2e.deploy.
 """
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks import fingerprint, kind, podman
-from tasks.config import SERVICES, E2EConfig
-from tasks.context import StepContext, private_dir, write_private
-from tasks.errors import StepFailed
-from tasks.graph import Registry
-from tasks.runner import format_command
-from tasks.scheduler import Noted
+from kubernaut_e2e import fingerprint, kind, podman
+from kubernaut_e2e.config import SERVICES, E2EConfig
+from kubernaut_e2e.context import StepContext, private_dir, write_private
+from kubernaut_e2e.errors import StepFailed
+from kubernaut_e2e.graph import Registry
+from kubernaut_e2e.runner import format_command
+from kubernaut_e2e.scheduler import Noted
 
 STACK = Registry()
 
@@ -54,7 +54,7 @@ def preflight(ctx: StepContext) -> str:
 
 def _check_dockerfiles(ctx: StepContext, arch: str) -> None:
     """Stop before a long build whose Dockerfile cannot produce a native `arch` image."""
-    from tasks.dockerfile import check_dockerfile
+    from kubernaut_e2e.dockerfile import check_dockerfile
 
     failures = []
     for svc in SERVICES:
@@ -106,7 +106,7 @@ def cluster(ctx: StepContext) -> Noted:
             write_private(cfg.kubeconfig, out.stdout)
         return Noted("reused existing cluster", cfg.kubeconfig)
     if not ctx.run.dry:
-        from tasks.manifests import render_text, template_values
+        from kubernaut_e2e.manifests import render_text, template_values
 
         write_private(cfg.rendered_kind_config, render_text(cfg.kind_config, template_values(cfg, {})))
     if not ctx.run.dry:
@@ -216,12 +216,12 @@ for _svc in SERVICES:
 
 
 # --- Kubernetes steps ------------------------------------------------------------------------
-# Thin declarations: the work is in tasks.deploy, imported lazily so that `invoke --list`
+# Thin declarations: the work is in kubernaut_e2e.deploy, imported lazily so that `invoke --list`
 # never imports the kubernetes client.
 
 def _deploy(name: str):  # type: ignore[no-untyped-def]
     def body(ctx: StepContext) -> object:
-        from tasks import deploy
+        from kubernaut_e2e import deploy
 
         return getattr(deploy, name)(ctx)
 
@@ -230,7 +230,7 @@ def _deploy(name: str):  # type: ignore[no-untyped-def]
 
 def _plan_deploy(name: str):  # type: ignore[no-untyped-def]
     def plan(p: PlanInputs) -> list[str]:
-        from tasks import deploy_plan
+        from kubernaut_e2e import deploy_plan
 
         return deploy_plan.describe(name, p.cfg)
 

@@ -13,12 +13,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks import kind, podman
-from tasks.config import SERVICES, E2EConfig
-from tasks.dockerfile import Check, check_dockerfile, check_go_mod, go_version_of_image, parse_dockerfile
-from tasks.errors import UsageError
-from tasks.preflight import choose_provider
-from tasks.runner import Cancellation, CommandFailed, LocalRunner
+from kubernaut_e2e import kind, podman
+from kubernaut_e2e.config import SERVICES, E2EConfig
+from kubernaut_e2e.dockerfile import Check, check_dockerfile, check_go_mod, go_version_of_image, parse_dockerfile
+from kubernaut_e2e.errors import UsageError
+from kubernaut_e2e.preflight import choose_provider
+from kubernaut_e2e.runner import Cancellation, CommandFailed, LocalRunner
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,8 @@ def environment(cfg: E2EConfig, arch: str | None, runner: LocalRunner,
 
 
 def _node_archs(cfg: E2EConfig) -> dict[str, str]:
-    from tasks.diagnose import node_architectures
-    from tasks.kube import Kube
+    from kubernaut_e2e.diagnose import node_architectures
+    from kubernaut_e2e.kube import Kube
 
     kube = Kube(cfg.kubeconfig, request_timeout=10)
     try:

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.errors import UsageError
+from kubernaut_e2e.errors import UsageError
 
-#: The project root: where tasks.py, manifests/ and the Dockerfiles live.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: The package: its stacks/ folder holds the default stack's manifests and Dockerfiles.
+PACKAGE_DIR = Path(__file__).resolve().parent
+#: The project checkout (where tasks.py lives): relative config paths are taken from here.
+PROJECT_ROOT = PACKAGE_DIR.parent
 
 #: The services whose images this project builds, in a fixed order.
 SERVICES = ("gateway", "datastorage")
@@ -26,8 +28,8 @@ DEFAULTS: dict[str, Any] = {
     "cluster_name": "gateway-e2e",
     "provider": "auto",
     "source_dir": "../kubernaut",
-    "dockerfile_dir": ".",
-    "kind_config": "manifests/kind-config.yaml",
+    "dockerfile_dir": "kubernaut_e2e/stacks/gateway-e2e",
+    "kind_config": "kubernaut_e2e/stacks/gateway-e2e/manifests/kind-config.yaml",
     "kind_wait": "5m",
     "state_dir": ".e2e",
     "gateway_image": "localhost/kubernaut-gateway:e2e-test",
