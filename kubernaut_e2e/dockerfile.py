@@ -66,6 +66,11 @@ class Stage:
 class Dockerfile:
     global_args: tuple[tuple[str, str | None], ...]  # ARGs before the first FROM
     stages: tuple[Stage, ...]
+    global_arg_lines: tuple[int, ...] = ()  # the line of each global ARG, in the same order
+
+    @property
+    def first_line(self) -> int:
+        return self.stages[0].line if self.stages else 1
 
 
 @dataclass(frozen=True)
@@ -199,12 +204,14 @@ def parse_dockerfile(
     """Split a Dockerfile into stages, resolving ARGs in each FROM for `target_arch`."""
     instructions = _instructions(text)
     global_args: list[tuple[str, str | None]] = []
+    global_lines: list[int] = []
     scope: dict[str, str | None] = {}
     first_from = next((i for i, ins in enumerate(instructions) if ins.keyword == "FROM"), len(instructions))
     for ins in instructions[:first_from]:
         if ins.keyword == "ARG":
             for key, default in _parse_assignments(ins.args, legacy_form=False):
                 global_args.append((key, default))
+                global_lines.append(ins.line)
                 scope[key] = substitute(default, scope) if default is not None else None
     # Build args beat ARG defaults; BuildKit's platform ARGs beat both.
     scope.update(build_args or {})
@@ -236,7 +243,7 @@ def parse_dockerfile(
         else:
             body.append(ins)
     close()
-    return Dockerfile(global_args=tuple(global_args), stages=tuple(stages))
+    return Dockerfile(global_args=tuple(global_args), stages=tuple(stages), global_arg_lines=tuple(global_lines))
 
 
 def parse_go_mod(text: str) -> tuple[str | None, str | None]:
@@ -369,26 +376,36 @@ def _check_go_version(dockerfile: Dockerfile, path: str) -> Check:
                 f"{path}:{stage.line}: {_stage_label(stage)} runs go build on {root.image}, whose Go version is unknown",
                 "build in registry.access.redhat.com/ubi9/go-toolset:<go version>",
             )
-        entry = f"{_stage_label(root)} builds with Go {version} ({root.image})"
+        entry = f"{root.line}: {_stage_label(root)} builds with Go {version} ({root.image})"
         if entry not in reported:
             reported.append(entry)
     if not reported:
-        return Check("go-version", "ok", f"{path}: no Go builder stage")
-    return Check("go-version", "ok", f"{path}: " + "; ".join(reported))
+        return Check("go-version", "ok", f"{path}:{dockerfile.first_line}: no Go builder stage")
+    return Check("go-version", "ok", f"{path}:" + "; ".join(reported))
+
+
+#: What TARGET* ARGs resolve to when the question is "does this follow the target?": kept as
+#: references, so `ARG GOARCH=${TARGETARCH}` and then `GOARCH=${GOARCH}` still show where they
+#: come from instead of turning into today's literal architecture.
+_SYMBOLIC_PLATFORM = {"TARGETPLATFORM": "${TARGETPLATFORM}", "TARGETOS": "${TARGETOS}",
+                      "TARGETARCH": "${TARGETARCH}", "TARGETVARIANT": "${TARGETVARIANT}"}
 
 
 def _stage_variables(
-    dockerfile: Dockerfile, stage: Stage, upto: int | None, target_arch: str
+    dockerfile: Dockerfile, stage: Stage, upto: int | None, target_arch: str, symbolic: bool = True
 ) -> tuple[dict[str, str | None], dict[str, str], bool]:
-    """(ARG values, raw ENV values, TARGETARCH declared) in a stage before instruction `upto`."""
+    """(ARG values, raw ENV values, TARGETARCH declared) in a stage before instruction `upto`.
+
+    With `symbolic`, the TARGET* ARGs stay `${TARGETARCH}`-style references (see above).
+    """
     globals_ = dict(dockerfile.global_args)
-    auto = platform_args(target_arch)
+    auto = dict(_SYMBOLIC_PLATFORM) if symbolic else platform_args(target_arch)
     args: dict[str, str | None] = {}
     env: dict[str, str] = {}
     declared = False
     parent = next((s for s in dockerfile.stages[: stage.index] if s.name and s.name == stage.image), None)
     if parent is not None:  # ENV (not ARG) is inherited from the stage FROM names
-        env.update(_stage_variables(dockerfile, parent, None, target_arch)[1])
+        env.update(_stage_variables(dockerfile, parent, None, target_arch, symbolic)[1])
     for ins in stage.instructions[:upto]:
         if ins.keyword == "ARG":
             for key, default in _parse_assignments(ins.args, legacy_form=False):
@@ -412,6 +429,8 @@ def _goarch_verdict(raw: str, variables: Mapping[str, str | None], target_arch: 
     if _TARGETARCH_REF.search(value):
         return None
     resolved = substitute(value, variables)
+    if _TARGETARCH_REF.search(resolved):
+        return None  # follows the target through another ARG or ENV
     if not resolved or "$" in resolved:
         return None  # set by a --build-arg at build time: not hard-coded here
     return ("warn" if normalize_arch(resolved) == target_arch else "fail"), resolved
@@ -426,11 +445,12 @@ def _goarch_message(where: str, how: str, raw: str, resolved: str, status: str, 
 
 def _check_goarch(dockerfile: Dockerfile, path: str, target_arch: str) -> list[Check]:
     checks = []
-    for key, default in dockerfile.global_args:
+    lines = dockerfile.global_arg_lines or (dockerfile.first_line,) * len(dockerfile.global_args)
+    for (key, default), line in zip(dockerfile.global_args, lines):
         if key == "GOARCH" and default:
             verdict = _goarch_verdict(default, {}, target_arch)
             if verdict:
-                checks.append(Check("goarch", verdict[0], _goarch_message(f"{path}", "global ARG default", default, verdict[1], verdict[0], target_arch), _FIX_ARCH))
+                checks.append(Check("goarch", verdict[0], _goarch_message(f"{path}:{line}", "global ARG default", default, verdict[1], verdict[0], target_arch), _FIX_ARCH))
     for stage in dockerfile.stages:
         for position, ins in enumerate(stage.instructions):
             where = f"{path}:{ins.line}: {_stage_label(stage)}"
@@ -448,7 +468,7 @@ def _check_goarch(dockerfile: Dockerfile, path: str, target_arch: str) -> list[C
                 if verdict:
                     status, resolved = verdict
                     checks.append(Check("goarch", status, _goarch_message(where, how, raw.strip("\"'"), resolved, status, target_arch), _FIX_ARCH))
-    return checks or [Check("goarch", "ok", f"{path}: no hard-coded GOARCH")]
+    return checks or [Check("goarch", "ok", f"{path}:{dockerfile.first_line}: no hard-coded GOARCH")]
 
 
 def _check_platforms(dockerfile: Dockerfile, path: str, target_arch: str) -> list[Check]:
@@ -484,7 +504,7 @@ def _check_platforms(dockerfile: Dockerfile, path: str, target_arch: str) -> lis
                     _FIX_ARCH,
                 )
             )
-    return checks or [Check("platform", "ok", f"{path}: no FROM pins a platform")]
+    return checks or [Check("platform", "ok", f"{path}:{dockerfile.first_line}: no FROM pins a platform")]
 
 
 def _check_targetarch(dockerfile: Dockerfile, path: str, target_arch: str) -> list[Check]:
@@ -495,9 +515,16 @@ def _check_targetarch(dockerfile: Dockerfile, path: str, target_arch: str) -> li
             if ins.keyword != "RUN" or not _GO_BUILD.search(ins.args):
                 continue
             where = f"{path}:{ins.line}: {_stage_label(stage)}"
-            _, env, declared = _stage_variables(dockerfile, stage, position, target_arch)
-            in_env = bool(_TARGETARCH_REF.search(env.get("GOARCH", "")))
-            in_run = any(_TARGETARCH_REF.search(m["value"]) for m in _GOARCH_IN_RUN.finditer(ins.args))
+            args, env, declared = _stage_variables(dockerfile, stage, position, target_arch)
+            variables = {**args, **env}
+
+            def follows_target(value: str) -> bool:
+                return bool(_TARGETARCH_REF.search(substitute(value.strip("\"'"), variables)))
+
+            in_env = follows_target(env.get("GOARCH", "")) or (
+                "GOARCH" in args and follows_target(args.get("GOARCH") or "")
+                and not _GOARCH_IN_RUN.search(ins.args))
+            in_run = any(follows_target(m["value"]) for m in _GOARCH_IN_RUN.finditer(ins.args))
             cross = stage.platform is not None and "BUILDPLATFORM" in stage.platform
             if declared and (in_env or in_run):
                 checks.append(Check("targetarch", "ok", f"{where}: go build gets GOARCH=${{TARGETARCH}}"))
@@ -512,7 +539,7 @@ def _check_targetarch(dockerfile: Dockerfile, path: str, target_arch: str) -> li
                 missing = "TARGETARCH is declared but does not reach go build" if declared else "`ARG TARGETARCH` is not declared"
                 checks.append(Check("targetarch", "warn", f"{where}: {missing}; {consequence}", fix))
     return checks or [
-        Check("targetarch", "warn", f"{path}: no `go build` found: cannot tell which architecture the binary is built for", fix)
+        Check("targetarch", "warn", f"{path}:{dockerfile.first_line}: no `go build` found: cannot tell which architecture the binary is built for", fix)
     ]
 
 
@@ -522,7 +549,7 @@ def _check_user(dockerfile: Dockerfile, path: str) -> Check:
     final = dockerfile.stages[-1]
     users = [ins for ins in final.instructions if ins.keyword == "USER"]
     if not users:
-        return Check("user", "warn", f"{path}: the final {_stage_label(final)} sets no USER and runs as root", "add `USER 65532` (or another non-root UID)")
+        return Check("user", "warn", f"{path}:{final.line}: the final {_stage_label(final)} sets no USER and runs as root", "add `USER 65532` (or another non-root UID)")
     user = users[-1].args.split(":")[0].strip()
     if user in {"0", "root"}:
         return Check("user", "warn", f"{path}:{users[-1].line}: the final stage runs as {user}", "add `USER 65532` (or another non-root UID)")
@@ -540,7 +567,7 @@ def check_dockerfile(
     dockerfile = parse_dockerfile(text, target)
     if not dockerfile.stages:
         return [Check("parse", "fail", f"{path}: no FROM instruction", "is this a Dockerfile?")]
-    return [
+    checks = [
         *_check_registries(dockerfile, path, approved_registries),
         _check_go_version(dockerfile, path),
         *_check_goarch(dockerfile, path, target),
@@ -548,6 +575,20 @@ def check_dockerfile(
         *_check_targetarch(dockerfile, path, target),
         _check_user(dockerfile, path),
     ]
+    # One RUN may hold several `go build`s (e.g. a coverage and a release branch): one row each
+    # finding, not one per occurrence.
+    return list(dict.fromkeys(checks))
+
+
+def builder_go_version(text: str, target_arch: str = "amd64") -> str | None:
+    """The Go version of the image the binary is built in (the stage running `go build`)."""
+    dockerfile = parse_dockerfile(text, normalize_arch(target_arch))
+    for stage in dockerfile.stages:
+        if _builds_go(stage) or is_go_image(stage.image):
+            version = go_version_of_image(_root_stage(dockerfile, stage).image)
+            if version:
+                return version
+    return None
 
 
 def check_go_mod(builder_go: str | None, go_mod_text: str, path: str = "go.mod") -> Check:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from kubernaut_e2e.dockerfile import (
     Check,
+    builder_go_version,
     check_dockerfile,
     check_go_mod,
     go_version_of_image,
@@ -333,3 +335,41 @@ def test_check_go_mod() -> None:
     newer_toolchain = check_go_mod("1.24", GO_MOD)
     assert newer_toolchain.status == "warn" and "toolchain go1.25.4" in newer_toolchain.detail
     assert check_go_mod(None, "module x\n").status == "warn"
+
+
+# --- upstream's generation of Dockerfiles (issue: ARG GOARCH=${TARGETARCH}) ---------------------
+
+UPSTREAM_STYLE = (DOCKERFILES / "upstream-style.Dockerfile").read_text()
+
+
+@pytest.mark.parametrize("arch", ["amd64", "arm64"])
+def test_goarch_through_an_arg_that_defaults_to_targetarch_is_dynamic(arch):
+    checks = check_dockerfile(UPSTREAM_STYLE, "up.Dockerfile", arch, ("registry.access.redhat.com",))
+    by_name = {c.name: c for c in checks}
+    assert by_name["goarch"].status == "ok" and "no hard-coded GOARCH" in by_name["goarch"].detail
+    assert by_name["targetarch"].status == "ok"
+    assert "go build gets GOARCH=${TARGETARCH}" in by_name["targetarch"].detail
+    assert all(c.status == "ok" for c in checks), [c for c in checks if c.status != "ok"]
+
+
+def test_each_finding_once_and_every_row_with_a_line_number():
+    # Two `go build` branches in one RUN, both with a hard-coded GOARCH: one row, not two.
+    text = UPSTREAM_STYLE.replace("ARG GOARCH=${TARGETARCH}", "ARG GOARCH=amd64")
+    checks = check_dockerfile(text, "up.Dockerfile", "arm64", ("registry.access.redhat.com",))
+    goarch = [c for c in checks if c.name == "goarch"]
+    assert len(goarch) == len({c.detail for c in goarch}) == 2  # the ARG default and the RUN
+    assert {c.status for c in goarch} == {"fail"}
+    assert len(checks) == len(set(checks))
+    assert all(re.match(r"up\.Dockerfile:\d+: ", c.detail) for c in checks), [c.detail for c in checks]
+
+
+def test_an_arg_derived_from_targetarch_without_declaring_it_is_still_a_warning():
+    text = "FROM registry.access.redhat.com/ubi10/go-toolset:1.26\nARG GOARCH=${TARGETARCH}\n" \
+           "RUN GOARCH=${GOARCH} go build ./cmd/x\nUSER 1001\n"
+    by_name = {c.name: c for c in check_dockerfile(text, "d", "arm64", ("registry.access.redhat.com",))}
+    assert by_name["targetarch"].status == "warn" and "never declares `ARG TARGETARCH`" in by_name["targetarch"].detail
+
+
+def test_builder_go_version_is_the_stage_that_builds():
+    assert builder_go_version(UPSTREAM_STYLE) == "1.26"
+    assert builder_go_version("FROM scratch\nCOPY x /x\n") is None
