@@ -32,18 +32,21 @@ def checklist(records: Mapping[str, StepRecord], budget: float) -> list[Check]:
     checks.append(Check("every step done", not not_done,
                         "all done" if not not_done else "not done: " + ", ".join(not_done)))
 
-    builds = [records.get("build-gateway"), records.get("build-datastorage")]
-    if all(b is not None and b.status == DONE for b in builds):
-        both = overlap(builds[0], builds[1])  # type: ignore[arg-type]
-        checks.append(Check("image builds ran in parallel", both > 0,
-                            f"overlapped {both:.1f}s" if both > 0 else "did not overlap"))
-    else:
-        checks.append(Check("image builds ran in parallel", False, "a build did not finish"))
+    builds = [r for n, r in records.items() if n.startswith("build-")]
+    if len(builds) >= 2:
+        if all(b.status == DONE for b in builds):
+            most = max(overlap(a, b) for i, a in enumerate(builds) for b in builds[i + 1:])
+            checks.append(Check("image builds ran in parallel", most > 0,
+                                f"overlapped {most:.1f}s" if most > 0 else "did not overlap"))
+        else:
+            checks.append(Check("image builds ran in parallel", False, "a build did not finish"))
 
     health = _value(records.get("health")) or {}
-    pod = health.get("gateway_pod")
-    checks.append(Check("gateway pod Running and ready", bool(health.get("gateway_pod_ready")),
-                        f"pod {pod}" if pod else "no ready gateway pod seen"))
+    pods = health.get("pods") or {}
+    waiting = sorted(name for name, pod in pods.items() if not pod)
+    checks.append(Check("every service has a Running, ready pod", bool(pods) and not waiting,
+                        ", ".join(f"{name}: {pod}" for name, pod in pods.items()) if pods and not waiting
+                        else ("not ready: " + ", ".join(waiting) if waiting else "no service pod seen")))
     results = health.get("checks") or {}
     ok = bool(results) and all(r.get("ok") for r in results.values())
     checks.append(Check("health check passed", ok,

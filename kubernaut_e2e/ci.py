@@ -19,9 +19,10 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def run_ci(cfg: E2EConfig, *, keep: bool = False, out: TextIO | None = None) -> int:
+def run_ci(cfg: E2EConfig, *, keep: bool = False, out: TextIO | None = None,
+           suite_reuses_env: bool = False) -> int:
     out = out or sys.stdout
-    tools = preflight(cfg, stack_graph())  # bad input: exit 2 before the lock or a run dir
+    tools = preflight(cfg, stack_graph(cfg))  # bad input: exit 2 before the lock or a run dir
     with ClusterLock(cfg.locks_dir, cfg.cluster_name, "ci") as lock:
         if lock.warning:
             print(lock.warning, file=out)
@@ -37,7 +38,7 @@ def run_ci(cfg: E2EConfig, *, keep: bool = False, out: TextIO | None = None) -> 
 
             print("\n== test ==", file=out, flush=True)
             try:
-                test_code = run_suite(cfg, run_dir, out).exit_code
+                test_code = run_suite(cfg, run_dir, out, suite_reuses_env=suite_reuses_env).exit_code
             except E2EError as exc:
                 print(f"e2e.test: {exc}", file=out)
                 test_code = exc.exit_code

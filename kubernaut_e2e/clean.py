@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kubernaut_e2e import fingerprint, kind, podman
-from kubernaut_e2e.config import SERVICES, E2EConfig
+from kubernaut_e2e.config import E2EConfig
 from kubernaut_e2e.preflight import Tools
 from kubernaut_e2e.runner import Cancellation, LocalRunner
 from kubernaut_e2e.scheduler import parallel
@@ -41,15 +41,17 @@ def clean(cfg: E2EConfig, tools: Tools, *, keep_images: bool = False, dry: bool 
         if keep_images:
             return []
         present = []
-        for svc in SERVICES:
+        for svc in cfg.images:
             ref = cfg.image_ref(svc)
             found = runner.run(podman.image_exists(tools.provider, ref), check=False)
             if found.ok:
                 present.append(ref)
         if present:
             runner.run(podman.rmi(tools.provider, present))
-        # Superseded builds of our images (retagged, now dangling) carry our label.
-        pruned = runner.run(podman.prune_labelled(tools.provider, fingerprint.LABEL), capture=True, check=False)
+        # Superseded builds of this cluster's images (retagged, now dangling) carry our labels;
+        # other clusters' images carry another cluster label and are left alone.
+        pruned = runner.run(podman.prune_labelled(tools.provider, f"{fingerprint.CLUSTER_LABEL}={cfg.cluster_name}"),
+                            capture=True, check=False)
         old = [line for line in pruned.stdout.split() if line.strip()]
         return [f"image {ref}" for ref in present] + ([f"{len(old)} superseded build(s)"] if old else [])
 

@@ -15,44 +15,28 @@ from pathlib import Path
 from typing import Any
 
 from kubernaut_e2e.errors import UsageError
+from kubernaut_e2e.stack import DEFAULT_STACK, Stack, load_stack
 
 #: The package: its stacks/ folder holds the default stack's manifests and Dockerfiles.
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: The project checkout (where tasks.py lives): relative config paths are taken from here.
 PROJECT_ROOT = PACKAGE_DIR.parent
 
-#: The services whose images this project builds, in a fixed order.
-SERVICES = ("gateway", "datastorage")
-
 DEFAULTS: dict[str, Any] = {
     "cluster_name": "gateway-e2e",
     "provider": "auto",
     "source_dir": "../kubernaut",
-    "dockerfile_dir": "kubernaut_e2e/stacks/gateway-e2e",
-    "kind_config": "kubernaut_e2e/stacks/gateway-e2e/manifests/kind-config.yaml",
-    "kind_wait": "5m",
+    "stack": "",  # "" = the stack shipped with the package (stacks/gateway-e2e/stack.yaml)
+    "image_tag": "",  # "" = the cluster's name: each cluster has its own images
+    "host_ports": "",  # "name=port,..." overrides of the stack's host ports
     "state_dir": ".e2e",
-    "gateway_image": "localhost/kubernaut-gateway:e2e-test",
-    "datastorage_image": "localhost/kubernaut-datastorage:e2e-test",
-    "go_version": "1.24",
     "jobs": 4,
-    "namespace": "kubernaut-system",
-    "gateway_node_port": 30091,
-    "gateway_host_port": 30091,
-    "datastorage_node_port": 30081,
-    "datastorage_host_port": 30081,
-    "crd_glob": "config/crd/bases/*.yaml",
-    "migrations_glob": "migrations/*.sql",
-    "postgres_image": "docker.io/library/postgres:16-alpine",
-    "redis_image": "docker.io/library/redis:7-alpine",
-    "memory_limit": "512Mi",
-    "cpu_limit": "500m",
     "crd_timeout": 60,
     "ready_timeout": 180,
     "health_timeout": 60,
     "time_budget": 360,
     "command_timeout": 1800,
-    "test_command": "go test ./test/e2e/gateway/... -v -json -timeout 30m",
+    "test_command": "",  # "" = go test <the stack's suite package> -v -json -timeout 30m
     "approved_registries": "registry.access.redhat.com",
 }
 
@@ -66,9 +50,7 @@ _IMAGE_REF = re.compile(
     r"(?::[\w][\w.-]{0,127})?"
     r"(?:@sha256:[a-f0-9]{64})?$"
 )
-_DURATION = re.compile(r"^[0-9]+(?:\.[0-9]+)?(?:ns|us|ms|s|m|h)$")
-_QUANTITY = re.compile(r"^[0-9]+(?:\.[0-9]+)?(?:m|k|Ki|Mi|Gi|M|G)?$")
-_GO_VERSION = re.compile(r"^1\.[0-9]+(?:\.[0-9]+)?(?:-[0-9]+(?:\.[0-9]+)*)?$")
+_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 
 
 def is_dns1123_label(value: str) -> bool:
@@ -81,30 +63,20 @@ def is_image_ref(value: str) -> bool:
 
 @dataclass(frozen=True)
 class E2EConfig:
-    """Validated settings of one run. Field docs are the `invoke.yaml` keys under `e2e:`."""
+    """Validated settings of one run: the `e2e:` keys plus the stack they name.
+
+    Field docs are the `invoke.yaml` keys under `e2e:`; what the environment contains (images,
+    ports, manifests, health paths) is the stack's (see kubernaut_e2e.stack).
+    """
 
     cluster_name: str  # Kind cluster name (DNS-1123 label)
     provider: str  # auto | podman | docker
     source_dir: Path  # the Kubernaut checkout the images are built from
-    dockerfile_dir: Path  # folder holding Dockerfile.gateway and Dockerfile.datastorage
-    kind_config: Path
-    kind_wait: str  # passed to `kind create cluster --wait`
+    stack: Stack  # the environment, as data
+    image_tag: str  # the tag of every image this project builds for this cluster
+    host_ports: Mapping[str, int]  # port name -> host port (the stack's, with e2e.host_ports)
     state_dir: Path  # run state (kubeconfig, archives) and run logs live here
-    gateway_image: str
-    datastorage_image: str
-    go_version: str  # tag of the ubi9/go-toolset builder image
     jobs: int
-    namespace: str
-    gateway_node_port: int
-    gateway_host_port: int
-    datastorage_node_port: int
-    datastorage_host_port: int
-    crd_glob: str  # relative to source_dir
-    migrations_glob: str  # relative to source_dir
-    postgres_image: str
-    redis_image: str
-    memory_limit: str
-    cpu_limit: str
     crd_timeout: int
     ready_timeout: int
     health_timeout: int
@@ -117,16 +89,35 @@ class E2EConfig:
     def registries(self) -> tuple[str, ...]:
         return tuple(r.strip() for r in self.approved_registries.split(",") if r.strip())
 
-    def image_ref(self, service: str) -> str:
-        """The one image reference of a service: built, saved, loaded and deployed."""
-        return {"gateway": self.gateway_image, "datastorage": self.datastorage_image}[service]
+    @property
+    def namespace(self) -> str:
+        return self.stack.namespace
+
+    @property
+    def images(self) -> tuple[str, ...]:
+        """The names of the images this project builds, in the stack's order."""
+        return self.stack.image_names
+
+    def image_ref(self, name: str) -> str:
+        """The one reference of an image: built, saved, loaded and deployed."""
+        return f"{self.stack.image(name).repository}:{self.image_tag}"
+
+    def dockerfile(self, name: str) -> Path:
+        return self.stack.image(name).dockerfile_path(self.source_dir)
+
+    def host_port(self, port: str) -> int:
+        return self.host_ports[port]
+
+    def url(self, endpoint: str) -> str:
+        """How the host reaches an endpoint: 127.0.0.1 and the published host port."""
+        ep = self.stack.endpoint(endpoint)
+        return f"{ep.scheme}://127.0.0.1:{self.host_port(ep.port)}"
 
     @property
     def test_argv(self) -> list[str]:
+        if not self.test_command:
+            return ["go", "test", self.stack.suite.package, "-v", "-json", "-timeout", "30m"]
         return shlex.split(self.test_command)
-
-    def dockerfile(self, service: str) -> Path:
-        return self.dockerfile_dir / f"Dockerfile.{service}"
 
     @property
     def cluster_state_dir(self) -> Path:
@@ -138,16 +129,21 @@ class E2EConfig:
         return self.cluster_state_dir / "kubeconfig"
 
     @property
+    def ca_file(self) -> Path:
+        """The environment's CA certificate (PEM), written by the tls step for host clients."""
+        return self.cluster_state_dir / "inter-service-ca.pem"
+
+    @property
     def rendered_kind_config(self) -> Path:
-        """kind_config with the port settings filled in: what `kind create` is given."""
+        """The kind config derived from the stack: what `kind create` is given."""
         return self.cluster_state_dir / "kind-config.yaml"
 
     @property
     def archive_dir(self) -> Path:
         return self.cluster_state_dir / "archives"
 
-    def archive(self, service: str) -> Path:
-        return self.archive_dir / f"{service}.tar"
+    def archive(self, name: str) -> Path:
+        return self.archive_dir / f"{name}.tar"
 
     @property
     def locks_dir(self) -> Path:
@@ -182,44 +178,58 @@ def _check_values(values: dict[str, Any]) -> None:
 
     if not is_dns1123_label(values["cluster_name"]):
         raise bad("cluster_name", "is not a valid DNS-1123 name (lowercase letters, digits, '-')")
-    if not is_dns1123_label(values["namespace"]):
-        raise bad("namespace", "is not a valid DNS-1123 name (lowercase letters, digits, '-')")
-    for key in ("gateway_image", "datastorage_image", "postgres_image", "redis_image"):
-        if not is_image_ref(values[key]):
-            raise bad(key, "is not a valid image reference (e.g. localhost/name:tag)")
-    if values["gateway_image"] == values["datastorage_image"]:
-        raise bad("datastorage_image", "is the same as e2e.gateway_image")
+    if values["image_tag"] and not _TAG.match(values["image_tag"]):
+        raise bad("image_tag", "is not an image tag (letters, digits, '_', '.', '-'; at most 128)")
     if values["provider"] not in ("auto", "podman", "docker"):
         raise bad("provider", "must be one of auto, podman, docker")
-    if not _DURATION.match(values["kind_wait"]):
-        raise bad("kind_wait", "is not a duration like 5m or 300s")
-    if not _GO_VERSION.match(values["go_version"]):
-        raise bad("go_version", "is not a Go version like 1.24 or 1.24.6")
-    for key in ("memory_limit", "cpu_limit"):
-        if not _QUANTITY.match(values[key]):
-            raise bad(key, "is not a Kubernetes quantity like 512Mi or 500m")
     if values["jobs"] < 1:
         raise bad("jobs", "must be at least 1")
     try:
-        if not shlex.split(values["test_command"]):
+        if values["test_command"].strip() and not shlex.split(values["test_command"]):
             raise bad("test_command", "is empty")
     except ValueError as exc:
         raise bad("test_command", f"cannot be split into arguments ({exc})") from None
     for key in ("crd_timeout", "ready_timeout", "health_timeout", "time_budget", "command_timeout"):
         if values[key] <= 0:
             raise bad(key, "must be a positive number of seconds")
-    for key in ("gateway_node_port", "datastorage_node_port"):
-        if not 30000 <= values[key] <= 32767:
-            raise bad(key, "is outside the NodePort range 30000-32767")
-    for key in ("gateway_host_port", "datastorage_host_port"):
-        if not 1 <= values[key] <= 65535:
-            raise bad(key, "is not a TCP port")
     for registry in values["approved_registries"].split(","):
         if registry.strip() and not re.match(r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._/-]+)?$", registry.strip()):
             raise bad("approved_registries", "must be comma-separated registry host names")
-    for key in ("crd_glob", "migrations_glob"):
-        if Path(values[key]).is_absolute() or ".." in Path(values[key]).parts:
-            raise bad(key, "must be a pattern relative to e2e.source_dir")
+
+
+def _host_ports(value: Any, stack: Stack) -> dict[str, int]:
+    """The stack's host ports with e2e.host_ports applied ("name=port,..." or a mapping)."""
+    def bad(why: str) -> UsageError:
+        return UsageError(f"config e2e.host_ports: {value!r} {why}")
+
+    if isinstance(value, str):
+        pairs: dict[str, Any] = {}
+        for item in filter(None, (v.strip() for v in value.split(","))):
+            name, sep, port = item.partition("=")
+            if not sep:
+                raise bad("must be name=port pairs separated by commas, e.g. gateway-api=18080")
+            pairs[name.strip()] = port.strip()
+    elif isinstance(value, Mapping):
+        pairs = dict(value)
+    else:
+        raise bad("must be name=port pairs or a mapping")
+    ports = {p.name: p.host_port for p in stack.cluster.ports}
+    for name, port in pairs.items():
+        if name not in ports:
+            raise bad(f"names no port of the stack (known: {', '.join(ports)})")
+        try:
+            number = int(port)
+        except (TypeError, ValueError):
+            raise bad(f"gives {port!r} for {name}, not a port number") from None
+        if not 1 <= number <= 65535 or isinstance(port, bool):
+            raise bad(f"gives {port!r} for {name}, not a TCP port")
+        ports[name] = number
+    used: dict[int, str] = {}
+    for name, number in ports.items():
+        if number in used:
+            raise bad(f"puts {name} and {used[number]} on the same host port {number}")
+        used[number] = name
+    return ports
 
 
 def load_config(
@@ -231,7 +241,8 @@ def load_config(
     """Validate Invoke's merged `e2e` config plus flag overrides (None means "not given").
 
     Relative paths are taken relative to `root` (the project), not the current directory,
-    so `invoke` behaves the same from any subfolder.
+    so `invoke` behaves the same from any subfolder. The stack file is loaded and validated
+    here too: everything is checked before any side effect.
     """
     unknown = sorted(set(raw) - set(DEFAULTS))
     if unknown:
@@ -241,11 +252,19 @@ def load_config(
     values = dict(DEFAULTS)
     values.update(raw)
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    values = {key: _check_type(key, values[key], DEFAULTS[key]) for key in DEFAULTS}
+    host_ports = values.pop("host_ports")
+    values = {key: _check_type(key, values[key], DEFAULTS[key]) for key in values}
     _check_values(values)
-    for key in ("source_dir", "dockerfile_dir", "kind_config", "state_dir"):
+    for key in ("source_dir", "state_dir", "stack"):
+        if key == "stack" and not values[key]:
+            values[key] = DEFAULT_STACK
+            continue
         path = Path(values[key]).expanduser()
         values[key] = path if path.is_absolute() else (root / path).resolve()
+    stack = load_stack(values["stack"])
+    values["stack"] = stack
+    values["image_tag"] = values["image_tag"] or values["cluster_name"]
+    values["host_ports"] = _host_ports(host_ports, stack)
     return E2EConfig(**values)
 
 

@@ -29,6 +29,8 @@ class RunContext:
     redactor: Redactor = field(default_factory=Redactor)
     selected: frozenset[str] = frozenset()  # names of the steps in this run's graph
     results: dict[str, Any] = field(default_factory=dict)
+    generated: dict[str, str] = field(default_factory=dict)  # the stack's credentials, this run
+    generated_lock: threading.Lock = field(default_factory=threading.Lock)
     _cleanups: list[Callable[[], None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

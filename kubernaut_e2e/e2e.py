@@ -20,6 +20,8 @@ _COMMON_HELP = {
     "source-dir": "Kubernaut checkout to build the images from (default: e2e.source_dir).",
     "provider": "Container provider: auto, podman or docker (default: auto, podman first).",
     "state-dir": "Folder for run state and run logs (default: .e2e).",
+    "stack": "Stack file describing the environment (default: the Kubernaut Gateway E2E stack "
+             "shipped with this tool; see kubernaut_e2e/stacks/gateway-e2e/stack.yaml).",
 }
 
 
@@ -58,7 +60,8 @@ def _exits(fn: Callable[..., int | None]) -> Callable[..., None]:
 @_exits
 def up(c: Context, only: list[str] | None = None, jobs: int | None = None, keep_going: bool = False,
        recreate: bool = False, clean_on_failure: bool = False, cluster_name: str | None = None,
-       source_dir: str | None = None, provider: str | None = None, state_dir: str | None = None) -> int:
+       source_dir: str | None = None, provider: str | None = None, state_dir: str | None = None,
+       stack: str | None = None) -> int:
     """Stand up the Gateway E2E environment: cluster, images, PostgreSQL, Redis, services.
 
     Steps start as soon as what they need is done (image builds overlap cluster creation).
@@ -67,7 +70,7 @@ def up(c: Context, only: list[str] | None = None, jobs: int | None = None, keep_
     from kubernaut_e2e.up import UpOptions, run_up
 
     cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, provider=provider,
-                  state_dir=state_dir, jobs=jobs)
+                  state_dir=state_dir, jobs=jobs, stack=stack)
     opts = UpOptions(only=tuple(only or ()), jobs=cfg.jobs, keep_going=keep_going,
                      recreate=recreate, dry=bool(c.config.run.dry), clean_on_failure=clean_on_failure)
     return run_up(cfg, opts)
@@ -77,7 +80,7 @@ def up(c: Context, only: list[str] | None = None, jobs: int | None = None, keep_
             **{k: v for k, v in _COMMON_HELP.items() if k != "source-dir"}})
 @_exits
 def clean(c: Context, keep_images: bool = False, cluster_name: str | None = None,
-          provider: str | None = None, state_dir: str | None = None) -> int:
+          provider: str | None = None, state_dir: str | None = None, stack: str | None = None) -> int:
     """Delete the Kind cluster, the images this project built, and its run state.
 
     Idempotent: when there is nothing left it says so and exits 0. Run logs are kept.
@@ -88,7 +91,7 @@ def clean(c: Context, keep_images: bool = False, cluster_name: str | None = None
 
     from kubernaut_e2e.lock import ClusterLock
 
-    cfg = _config(c, cluster_name=cluster_name, provider=provider, state_dir=state_dir)
+    cfg = _config(c, cluster_name=cluster_name, provider=provider, state_dir=state_dir, stack=stack)
     tools = find_tools(cfg)
     if c.config.run.dry:
         report = do_clean(cfg, tools, keep_images=keep_images, dry=True)
@@ -109,7 +112,7 @@ def clean(c: Context, keep_images: bool = False, cluster_name: str | None = None
 @_exits
 def plan(c: Context, json_: bool = False, only: list[str] | None = None,
          cluster_name: str | None = None, source_dir: str | None = None,
-         provider: str | None = None, state_dir: str | None = None) -> int:
+         provider: str | None = None, state_dir: str | None = None, stack: str | None = None) -> int:
     """Print the step graph (each step, what it needs, the commands it would run); runs nothing."""
     import platform
 
@@ -118,10 +121,10 @@ def plan(c: Context, json_: bool = False, only: list[str] | None = None,
     from kubernaut_e2e.up import plan_document, stack_graph
 
     cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, provider=provider,
-                  state_dir=state_dir)
+                  state_dir=state_dir, stack=stack)
     # Plan runs nothing, so it also works where no provider is installed yet.
     chosen = choose_provider(cfg) or (cfg.provider if cfg.provider != "auto" else "podman")
-    doc = plan_document(cfg, stack_graph(only or ()), chosen, normalize_arch(platform.machine()))
+    doc = plan_document(cfg, stack_graph(cfg, only or ()), chosen, normalize_arch(platform.machine()))
     if json_:
         print(json.dumps(doc, indent=2))
         return 0
@@ -142,11 +145,12 @@ def plan(c: Context, json_: bool = False, only: list[str] | None = None,
     "namespace": "Namespace to examine; repeatable (default: e2e.namespace).",
     "cluster-name": _COMMON_HELP["cluster-name"],
     "state-dir": _COMMON_HELP["state-dir"],
+    "stack": _COMMON_HELP["stack"],
 })
 @_exits
 def diagnose(c: Context, json_: bool = False, out: str | None = None, logs: str | None = None,
              namespace: list[str] | None = None, cluster_name: str | None = None,
-             state_dir: str | None = None) -> int:
+             state_dir: str | None = None, stack: str | None = None) -> int:
     """Say why the environment is broken: one finding per problem with evidence and fix.
 
     Looks at nodes (with architecture) and every pod that is not ready or has restarted: states,
@@ -159,7 +163,7 @@ def diagnose(c: Context, json_: bool = False, out: str | None = None, logs: str 
 
     from kubernaut_e2e.diagnose import run_diagnose
 
-    cfg = _config(c, cluster_name=cluster_name, state_dir=state_dir)
+    cfg = _config(c, cluster_name=cluster_name, state_dir=state_dir, stack=stack)
     return run_diagnose(cfg, namespaces=namespace or [cfg.namespace], as_json=json_,
                         out=Path(out).resolve() if out else None,
                         logs=Path(logs).resolve() if logs else None, stream=sys.stdout)
@@ -172,10 +176,12 @@ def diagnose(c: Context, json_: bool = False, out: str | None = None, logs: str 
     "cluster-name": _COMMON_HELP["cluster-name"],
     "source-dir": _COMMON_HELP["source-dir"],
     "provider": _COMMON_HELP["provider"],
+    "stack": _COMMON_HELP["stack"],
 })
 @_exits
 def toolchain(c: Context, dockerfile: list[str] | None = None, arch: str | None = None, json_: bool = False,
-              cluster_name: str | None = None, source_dir: str | None = None, provider: str | None = None) -> int:
+              cluster_name: str | None = None, source_dir: str | None = None, provider: str | None = None,
+              stack: str | None = None) -> int:
     """Check host, provider, kind, node and Dockerfile architectures and base images.
 
     Each check is ok / warn / fail with the fix: approved registries (ADR-028), the builder's Go
@@ -187,7 +193,7 @@ def toolchain(c: Context, dockerfile: list[str] | None = None, arch: str | None 
 
     from kubernaut_e2e.toolchain import document, render, run_toolchain
 
-    cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, provider=provider)
+    cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, provider=provider, stack=stack)
     facts, checks = run_toolchain(cfg, dockerfiles=dockerfile or [], arch=arch, approved=cfg.registries)
     if json_:
         print(json.dumps(document(facts, checks), indent=2))
@@ -196,49 +202,88 @@ def toolchain(c: Context, dockerfile: list[str] | None = None, arch: str | None 
     return 1 if any(ch.status == "fail" for ch in checks) else 0
 
 
+_REUSES_ENV_HELP = ("The suite was changed to reuse an existing environment: skip the check that it "
+                    "stands up its own, and write the files it reads (the stack's suite.files, e.g. "
+                    "~/.kube/gateway-e2e-config and ~/.kube/inter-service-ca.pem), announced.")
+
+
 @task(help={
+    "suite-reuses-env": _REUSES_ENV_HELP,
     "cluster-name": _COMMON_HELP["cluster-name"],
     "source-dir": _COMMON_HELP["source-dir"],
     "state-dir": _COMMON_HELP["state-dir"],
+    "stack": _COMMON_HELP["stack"],
 })
 @_exits
-def test(c: Context, cluster_name: str | None = None, source_dir: str | None = None,
-         state_dir: str | None = None) -> int:
+def test(c: Context, suite_reuses_env: bool = False, cluster_name: str | None = None,
+         source_dir: str | None = None, state_dir: str | None = None, stack: str | None = None) -> int:
     """Run the Gateway E2E suite (e2e.test_command) against the environment `up` made.
 
-    The suite gets KUBECONFIG, GATEWAY_URL and DATASTORAGE_URL; progress is printed per test,
-    passed/failed/skipped counts are parsed from `go test -json`, and junit.xml is written to
-    the run directory. Exit status: the suite's.
+    The suite gets the stack's suite environment (KUBECONFIG, the service URLs, the CA file, and
+    SKIP_CLEANUP/KEEP_CLUSTER so it never deletes the cluster). A suite that stands up its own
+    environment (upstream's today) is refused before anything runs, with the options. Progress is
+    printed per test, counts are parsed from `go test -json`, and junit.xml is written to the run
+    directory. Exit status: the suite's.
     """
     from kubernaut_e2e.suite import check_inputs, run_suite
     from kubernaut_e2e.up import new_run_dir
 
-    cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, state_dir=state_dir)
-    check_inputs(cfg)  # before the run directory exists: bad input leaves nothing behind
-    return run_suite(cfg, new_run_dir(cfg)).exit_code
+    cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, state_dir=state_dir, stack=stack)
+    check_inputs(cfg, suite_reuses_env=suite_reuses_env)  # bad input: no run directory is made
+    return run_suite(cfg, new_run_dir(cfg), suite_reuses_env=suite_reuses_env).exit_code
 
 
 @task(help={
     "keep": "Keep the cluster and images at the end (default: clean up).",
     "jobs": "As for e2e.up.",
+    "suite-reuses-env": _REUSES_ENV_HELP,
     **_COMMON_HELP,
 })
 @_exits
-def ci(c: Context, keep: bool = False, jobs: int | None = None, cluster_name: str | None = None,
-       source_dir: str | None = None, provider: str | None = None, state_dir: str | None = None) -> int:
-    """One command for CI: up -> test -> on failure diagnose -> clean (unless --keep).
+def ci(c: Context, keep: bool = False, jobs: int | None = None, suite_reuses_env: bool = False,
+       cluster_name: str | None = None, source_dir: str | None = None, provider: str | None = None,
+       state_dir: str | None = None, stack: str | None = None) -> int:
+    """One command for CI: up -> smoke -> test -> on failure diagnose -> clean (unless --keep).
 
-    Everything lands in one run directory (timings.json, junit.xml, diagnose/, ci.json) and one
-    summary: timings, checklist, spec counts, findings. Exit status: 0 only if all passed.
+    Everything lands in one run directory (timings.json, smoke.json, junit.xml, diagnose/,
+    ci.json) and one summary: timings, checklist, smoke hops, spec counts, findings.
+    Exit status: 0 only if all passed.
     """
     from kubernaut_e2e.ci import run_ci
 
     cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, provider=provider,
-                  state_dir=state_dir, jobs=jobs)
-    return run_ci(cfg, keep=keep)
+                  state_dir=state_dir, jobs=jobs, stack=stack)
+    return run_ci(cfg, keep=keep, suite_reuses_env=suite_reuses_env)
+
+
+@task(help={
+    "out": "Folder to write into (created; files are numbered in apply order).",
+    "cluster-name": _COMMON_HELP["cluster-name"],
+    "source-dir": _COMMON_HELP["source-dir"],
+    "stack": _COMMON_HELP["stack"],
+})
+@_exits
+def render(c: Context, out: str | None = None, cluster_name: str | None = None,
+           source_dir: str | None = None, stack: str | None = None) -> int:
+    """Write the kind config and every manifest `up` would apply, in apply order, to --out.
+
+    Generated credentials, keys and certificates appear as <generated:...> placeholders. Nothing
+    is contacted (no cluster, no provider): use it to review or diff what the stack deploys.
+    """
+    from pathlib import Path
+
+    from kubernaut_e2e.errors import UsageError
+    from kubernaut_e2e.render import render_stack
+
+    if not out:
+        raise UsageError("--out DIR is required (the folder to write the manifests into)")
+    cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, stack=stack)
+    for path in render_stack(cfg, Path(out).resolve()):
+        print(path)
+    return 0
 
 
 def collection() -> Collection:
-    ns = Collection("e2e", up, clean, plan, diagnose, toolchain, test, ci)
+    ns = Collection("e2e", up, clean, plan, render, diagnose, toolchain, test, ci)
     ns.configure({"e2e": dict(DEFAULTS)})
     return ns

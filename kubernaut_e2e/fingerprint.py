@@ -13,6 +13,8 @@ from pathlib import Path
 
 #: The image label that records the hash; also what the build step compares against.
 LABEL = "io.kubernaut.e2e.inputs"
+#: The image label naming the cluster an image was built for (images are per cluster).
+CLUSTER_LABEL = "io.kubernaut.e2e.cluster"
 _SKIP_DIRS = {".git", ".e2e", "node_modules", "__pycache__"}
 
 

@@ -18,8 +18,8 @@ from kubernetes import watch as k8s_watch
 
 FIELD_MANAGER = "kubernaut-e2e"
 
-#: kind -> (API prefix, plural, namespaced). A static table instead of discovery: these are
-#: the only kinds this project creates, and it saves a round trip per kind.
+#: kind -> (API prefix, plural, namespaced). A static table for the built-in kinds saves a round
+#: trip per kind; other kinds (a stack's custom resources) are looked up by discovery, once.
 RESOURCES: dict[str, tuple[str, str, bool]] = {
     "Namespace": ("/api/v1", "namespaces", False),
     "Node": ("/api/v1", "nodes", False),
@@ -28,11 +28,15 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "Service": ("/api/v1", "services", True),
     "ServiceAccount": ("/api/v1", "serviceaccounts", True),
     "Pod": ("/api/v1", "pods", True),
+    "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims", True),
     "Event": ("/api/v1", "events", True),
     "Deployment": ("/apis/apps/v1", "deployments", True),
+    "ReplicaSet": ("/apis/apps/v1", "replicasets", True),
     "Job": ("/apis/batch/v1", "jobs", True),
     "ClusterRole": ("/apis/rbac.authorization.k8s.io/v1", "clusterroles", False),
     "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
+    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
+    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
     "CustomResourceDefinition": ("/apis/apiextensions.k8s.io/v1", "customresourcedefinitions", False),
 }
 
@@ -49,10 +53,11 @@ class Applied:
     action: str  # created | configured | unchanged
 
 
-def object_path(kind: str, name: str | None = None, namespace: str | None = None) -> str:
-    if kind not in RESOURCES:
+def object_path(kind: str, name: str | None = None, namespace: str | None = None,
+                resource: tuple[str, str, bool] | None = None) -> str:
+    if resource is None and kind not in RESOURCES:
         raise KubeError(400, f"kind {kind} is not one this project manages")
-    prefix, plural, namespaced = RESOURCES[kind]
+    prefix, plural, namespaced = resource or RESOURCES[kind]
     path = prefix
     if namespaced:
         if not namespace:
@@ -68,6 +73,7 @@ class Kube:
     def __init__(self, kubeconfig: Path, request_timeout: float = 30.0) -> None:
         self.api = k8s_config.new_client_from_config(config_file=str(kubeconfig))
         self.timeout = request_timeout
+        self._discovered: dict[tuple[str, str], tuple[str, str, bool]] = {}
 
     def close(self) -> None:
         self.api.close()
@@ -123,15 +129,50 @@ class Kube:
         meta = obj["metadata"]
         return self.request("POST", object_path(obj["kind"], None, meta.get("namespace")), body=dict(obj))
 
+    # --- any kind, by its apiVersion ----------------------------------------------------------
+
+    def resource(self, kind: str, api_version: str) -> tuple[str, str, bool]:
+        """(API prefix, plural, namespaced) of a kind: the static table, else discovery."""
+        if kind in RESOURCES and RESOURCES[kind][0].endswith("/" + api_version):
+            return RESOURCES[kind]
+        key = (api_version, kind)
+        if key not in self._discovered:
+            prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+            listing = self.request("GET", prefix).get("resources") or []
+            found = next((r for r in listing if r.get("kind") == kind and "/" not in r.get("name", "")), None)
+            if found is None:
+                raise KubeError(404, f"the server does not serve {kind} in {api_version} (is its CRD installed?)")
+            self._discovered[key] = (prefix, found["name"], bool(found.get("namespaced")))
+        return self._discovered[key]
+
+    def path_of(self, obj: Mapping[str, Any]) -> str:
+        meta = obj["metadata"]
+        return object_path(obj["kind"], meta["name"], meta.get("namespace"),
+                           self.resource(obj["kind"], obj.get("apiVersion", "v1")))
+
+    def get_object(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The server's copy of `obj` (any kind), or None."""
+        try:
+            return self.request("GET", self.path_of(obj))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge `status` into the object's status subresource."""
+        return self.request("PATCH", self.path_of(obj) + "/status", body={"status": dict(status)},
+                            content_type="application/merge-patch+json")
+
     # --- apply ---------------------------------------------------------------------------
 
     def apply(self, obj: Mapping[str, Any]) -> Applied:
         """Server-side apply; report whether the server changed anything."""
         meta = obj["metadata"]
         kind, name, ns = obj["kind"], meta["name"], meta.get("namespace")
-        before = self.get(kind, name, ns)
+        before = self.get_object(obj)
         after = self.request(
-            "PATCH", object_path(kind, name, ns), body=dict(obj),
+            "PATCH", self.path_of(obj), body=dict(obj),
             query={"fieldManager": FIELD_MANAGER, "force": "true"},
             content_type="application/apply-patch+yaml")
         desc = f"{kind}/{ns + '/' if ns else ''}{name}"

@@ -33,9 +33,12 @@ def parse_arch(stdout: str) -> str:
 
 
 def build(tool: str, dockerfile: Path, ref: str, context: Path, target_arch: str,
-          build_args: Mapping[str, str] | None = None, labels: Mapping[str, str] | None = None) -> list[str]:
+          build_args: Mapping[str, str] | None = None, labels: Mapping[str, str] | None = None,
+          target: str | None = None) -> list[str]:
     # TARGETARCH is passed explicitly: the image must match the Kind node, never a hard-coded amd64.
     argv = [tool, "build", "-f", str(dockerfile), "-t", ref, "--build-arg", f"TARGETARCH={target_arch}"]
+    if target:
+        argv += ["--target", target]
     for key, value in (build_args or {}).items():
         argv += ["--build-arg", f"{key}={value}"]
     for key, value in (labels or {}).items():
@@ -51,6 +54,10 @@ def image_label(tool: str, ref: str, label: str) -> list[str]:
 
 def image_id(tool: str, ref: str) -> list[str]:
     return [tool, "image", "inspect", "--format", "{{.Id}}", ref]
+
+
+def pull(tool: str, ref: str) -> list[str]:
+    return [tool, "pull", "--quiet", ref]
 
 
 def save(tool: str, ref: str, archive: Path) -> list[str]:

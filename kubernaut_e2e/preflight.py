@@ -46,46 +46,108 @@ def find_tools(cfg: E2EConfig, which: Callable[[str], str | None] = shutil.which
     return Tools(provider=provider or "", kind=kind or "")
 
 
-def check_source(cfg: E2EConfig, services: Iterable[str]) -> None:
-    """The Kubernaut checkout and the Dockerfiles for the images about to be built."""
+def check_source(cfg: E2EConfig, images: Iterable[str]) -> list[str]:
+    """The source tree has what the stack's images need; their Dockerfiles exist."""
     src = cfg.source_dir
     if not src.is_dir():
-        raise UsageError(f"config e2e.source_dir: {src} does not exist "
-                         f"(it must be a Kubernaut checkout); {_HOW_TO_SET}")
-    for svc in services:
-        if not (src / "cmd" / svc).is_dir():
-            raise UsageError(f"config e2e.source_dir: {src} has no cmd/{svc} "
-                             f"(is it a Kubernaut checkout?); {_HOW_TO_SET}")
-        if not cfg.dockerfile(svc).is_file():
-            raise UsageError(f"config e2e.dockerfile_dir: {cfg.dockerfile(svc)} does not exist")
+        return [f"config e2e.source_dir: {src} does not exist (it must be a Kubernaut checkout); {_HOW_TO_SET}"]
+    problems = []
+    for name in images:
+        for required in cfg.stack.image(name).requires:
+            if not (src / required).exists():
+                problems.append(f"{src / required}: missing, but image {name} is built from it "
+                                f"(is {src} a Kubernaut checkout of the stack's version?); fix: {_HOW_TO_SET}")
+        if not cfg.dockerfile(name).is_file():
+            where = "in the source tree" if cfg.stack.image(name).in_source else "next to the stack"
+            problems.append(f"{cfg.dockerfile(name)}: Dockerfile of image {name} does not exist ({where}); "
+                            f"fix: correct images.{name} in {cfg.stack.path}")
+    return problems
 
 
-def check_kind_config(cfg: E2EConfig) -> None:
-    if not cfg.kind_config.is_file():
-        raise UsageError(f"config e2e.kind_config: {cfg.kind_config} does not exist")
+def check_go_mod(cfg: E2EConfig, images: Iterable[str]) -> list[str]:
+    """go.mod's `go` line must fit the Go of each builder image, or the build cannot succeed."""
+    from kubernaut_e2e.dockerfile import builder_go_version, check_go_mod as fits
+
+    go_mod = cfg.source_dir / "go.mod"
+    if not go_mod.is_file():
+        return []
+    problems = []
+    for name in images:
+        dockerfile = cfg.dockerfile(name)
+        if not dockerfile.is_file():
+            continue
+        builder = builder_go_version(dockerfile.read_text())
+        check = fits(builder, go_mod.read_text(), str(go_mod))
+        if check.status == "fail":
+            problems.append(f"{check.detail} ({dockerfile} builds with Go {builder}); fix: {check.fix}")
+    return problems
 
 
-def check_deploy_inputs(cfg: E2EConfig, steps: set[str]) -> None:
+def check_deploy_inputs(cfg: E2EConfig, steps: set[str]) -> list[str]:
     """CRDs, migrations and manifests exist and parse, before anything is created."""
     from kubernaut_e2e import manifests
+    from kubernaut_e2e.migrations import load_migrations
 
-    for step, key, pattern in (("crds", "crd_glob", cfg.crd_glob),
-                               ("migrations", "migrations_glob", cfg.migrations_glob)):
-        if step in steps:
+    problems: list[str] = []
+    values = manifests.template_values(cfg, manifests.placeholder_secrets(cfg))
+    for comp in cfg.stack.components:
+        if comp.name not in steps:
+            continue
+        if comp.type in ("crds", "migrations"):
+            pattern = comp.settings["source"]
             if not cfg.source_dir.is_dir():
-                raise UsageError(f"config e2e.source_dir: {cfg.source_dir} does not exist; {_HOW_TO_SET}")
+                problems.append(f"config e2e.source_dir: {cfg.source_dir} does not exist; {_HOW_TO_SET}")
+                continue
             files = sorted(cfg.source_dir.glob(pattern))
             if not files:
-                raise UsageError(f"config e2e.{key}: no files match {cfg.source_dir / pattern}")
-            if step == "crds":
-                for path in files:
-                    manifests.load_documents(path.read_text(), str(path))
-    if "cluster" in steps:
-        manifests.load_documents(manifests.render_text(cfg.kind_config, manifests.template_values(cfg, {})),
-                                 str(cfg.kind_config), require_name=False)
-    # Placeholder secrets: only the templates' syntax is checked here.
-    values = manifests.template_values(cfg, {"postgres_admin_password": "x", "postgres_password": "x"})
-    for step, names in manifests.STEP_MANIFESTS.items():
-        if step in steps:
-            for name in names:
-                manifests.render(name, values)
+                problems.append(f"{cfg.source_dir / pattern}: no files match, but component {comp.name} "
+                                f"applies them; fix: check e2e.source_dir or components.{comp.name}.source")
+                continue
+            try:
+                if comp.type == "crds":
+                    for path in files:
+                        manifests.load_documents(path.read_text(), str(path))
+                else:
+                    load_migrations(files)
+            except (UsageError, ValueError) as exc:
+                problems.append(f"{cfg.source_dir / pattern}: {exc}")
+        manifests.render_component(comp, values)
+    return problems
+
+
+def check_kind_version(cfg: E2EConfig, version_output: str) -> list[str]:
+    """kind must know the stack's node image (newer node images need newer kind)."""
+    from kubernaut_e2e.kind import parse_version
+
+    found = parse_version(version_output)
+    want = parse_version(cfg.stack.cluster.kind_min_version)
+    if found is None or want is None or found >= want:
+        return []
+    return [f"kind v{'.'.join(map(str, found))} is older than {cfg.stack.cluster.kind_min_version}, which "
+            f"the node image {cfg.stack.cluster.node_image.split('@')[0]} needs; fix: install kind "
+            f"{cfg.stack.cluster.kind_min_version} or newer (https://kind.sigs.k8s.io/docs/user/quick-start/)"]
+
+
+def busy_host_ports(cfg: E2EConfig, bind: Callable[[int], bool] | None = None) -> list[str]:
+    """Host ports the new cluster must publish but something else already holds."""
+    bind = bind or _can_bind
+    problems = []
+    for port in cfg.stack.cluster.ports:
+        number = cfg.host_port(port.name)
+        if not bind(number):
+            problems.append(f"host port {number} ({port.name}: {port.purpose or 'published by kind'}) is in use; "
+                            f"fix: stop what listens there (`ss -ltnp 'sport = :{number}'`) or map it elsewhere "
+                            f"with e2e.host_ports {port.name}=<free port>")
+    return problems
+
+
+def _can_bind(port: int) -> bool:
+    import socket
+
+    # kind publishes on all addresses: anything listening on the port, on any address, blocks it.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True

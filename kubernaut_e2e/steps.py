@@ -1,29 +1,37 @@
-"""The Gateway E2E environment as a graph of steps, each declared once with what it needs.
+"""The step graph of a stack: derived from its data, never written out by hand.
 
-    preflight ─┬─ cluster ─┬─ crds ──────────────────────────────┐
-               │           ├─ namespace ─ infra ─ migrations ─┐   │
-               ├─ build-gateway ─ save-gateway ─ load-gateway ─┼───┴─ gateway ─ health
-               └─ build-datastorage ─ save-… ─ load-… ─ datastorage ┘
+    preflight ─┬─ cluster ─┬─ preload-<alias> ─┐
+               │           └─ <component> ─────┴─ <component> ... ─ health
+               └─ build-<image> ─ save-<image> ─ load-<image> (needs cluster) ─ <component>
 
-Image builds need only preflight, so they run while Kind creates the cluster; only the loads
-wait for it. The Kubernetes steps call into kubernaut_e2e.deploy.
+`preflight` only asks the container provider for its architecture, so the cluster starts at
+once and every build runs while kind creates it; a build checks its own Dockerfile first. Only
+the loads wait for the cluster. Each stack component is one step that needs what the component
+says (other components, the loads of our images it deploys, the preloads of the third-party
+images it runs); `health` needs every component that waits for a Deployment.
+The Kubernetes work is in kubernaut_e2e.deploy, imported lazily so that `invoke --list` and
+`plan` never import the kubernetes client.
 """
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from kubernaut_e2e import fingerprint, kind, podman
-from kubernaut_e2e.config import SERVICES, E2EConfig
+from kubernaut_e2e.config import E2EConfig
 from kubernaut_e2e.context import StepContext, private_dir, write_private
 from kubernaut_e2e.errors import StepFailed
-from kubernaut_e2e.graph import Registry
+from kubernaut_e2e.graph import Registry, Step
 from kubernaut_e2e.runner import format_command
 from kubernaut_e2e.scheduler import Noted
+from kubernaut_e2e.stack import Component, Stack
 
-STACK = Registry()
+#: Step names the stack's components may not take.
+RESERVED = ("preflight", "cluster", "health")
+RESERVED_PREFIXES = ("build-", "save-", "load-", "preload-")
 
 
 @dataclass(frozen=True)
@@ -39,35 +47,43 @@ def _kind_cmd(p: PlanInputs, argv: list[str]) -> str:
     return format_command(argv, kind.provider_env(p.provider))
 
 
+def build_registry(stack: Stack) -> Registry:
+    """Every step of `stack`, declared once, with what it needs."""
+    for comp in stack.components:
+        if comp.name in RESERVED or comp.name.startswith(RESERVED_PREFIXES):
+            from kubernaut_e2e.errors import UsageError
+
+            raise UsageError(f"stack {stack.path}: components.{comp.name}: the name is taken by a built-in step")
+    reg = Registry()
+    reg.add(Step("preflight", preflight, plan=lambda p: [format_command(podman.info_arch(p.provider))],
+                 help="Ask the container provider for its architecture: images are built for it."))
+    reg.add(Step("cluster", cluster, needs=("preflight",), plan=_plan_cluster,
+                 help="Create the Kind cluster (or reuse a healthy one); write its private kubeconfig."))
+    for image in stack.images:
+        _add_image_steps(reg, image.name)
+    for alias in stack.preload:
+        _add_preload_step(reg, alias)
+    for comp in stack.components:
+        needs = [*comp.needs, *(f"load-{i}" for i in comp.images), *(f"preload-{a}" for a in comp.preload)]
+        reg.add(Step(comp.name, _component_body, needs=tuple(needs or ["cluster"]), groups=("deploy",),
+                     plan=_plan_component(comp.name), help=comp.help))
+    services = tuple(c.name for c in stack.components if c.wait)
+    if stack.health or services:
+        reg.add(Step("health", _health_body, needs=services or ("cluster",), groups=("check",),
+                     plan=_plan_component("health"),
+                     help="Check every health endpoint over the published host ports, and that each "
+                          "service has a ready pod."))
+    return reg
+
+
 # --- preflight -------------------------------------------------------------------------------
 
-@STACK.step("preflight",
-            plan=lambda p: [format_command(podman.info_arch(p.provider))])
 def preflight(ctx: StepContext) -> str:
     """Ask the container provider for its architecture: images are built for it."""
     out = ctx.sh(podman.info_arch(ctx.tools.provider), capture=True)
     arch = _host_arch() if out.dry else podman.parse_arch(out.stdout)
     ctx.log(f"provider {ctx.tools.provider} runs {arch} containers")
-    _check_dockerfiles(ctx, arch)
     return arch
-
-
-def _check_dockerfiles(ctx: StepContext, arch: str) -> None:
-    """Stop before a long build whose Dockerfile cannot produce a native `arch` image."""
-    from kubernaut_e2e.dockerfile import check_dockerfile
-
-    failures = []
-    for svc in SERVICES:
-        if f"build-{svc}" not in ctx.run.selected:
-            continue
-        path = ctx.cfg.dockerfile(svc)
-        for check in check_dockerfile(path.read_text(), str(path), arch, ctx.cfg.registries):
-            ctx.log(f"{check.status}: {check.name}: {check.detail}")
-            if check.status == "fail":
-                failures.append(f"{check.detail} (fix: {check.fix})")
-    if failures:
-        raise StepFailed("Dockerfile check failed for the node's architecture "
-                         f"{arch}:\n" + "\n".join(f"  {f}" for f in failures))
 
 
 def _host_arch() -> str:
@@ -76,19 +92,43 @@ def _host_arch() -> str:
     return podman.normalize_arch(platform.machine())
 
 
+def check_dockerfile(ctx: StepContext, image: str, arch: str) -> None:
+    """Stop before a long build whose Dockerfile cannot produce a native `arch` image."""
+    from kubernaut_e2e.dockerfile import check_dockerfile as checks_of
+
+    path = ctx.cfg.dockerfile(image)
+    failures = []
+    for check in checks_of(path.read_text(), str(path), arch, ctx.cfg.registries):
+        ctx.log(f"{check.status}: {check.name}: {check.detail}")
+        if check.status == "fail":
+            failures.append(f"{check.detail} (fix: {check.fix})")
+    if failures:
+        raise StepFailed(f"Dockerfile check failed for the node's architecture {arch}:\n"
+                         + "\n".join(f"  {f}" for f in failures))
+
+
 # --- cluster ---------------------------------------------------------------------------------
+
+def kind_config_text(cfg: E2EConfig) -> str:
+    import yaml
+
+    header = (f"# kind config for cluster {cfg.cluster_name}, derived from the stack {cfg.stack.path}\n"
+              "# by kubernaut-e2e: edit the stack, not this file.\n")
+    config = kind.cluster_config(cfg.stack.cluster, cfg.host_ports, cfg.source_dir)
+    return header + yaml.safe_dump(config, sort_keys=False, width=120)
+
 
 def _plan_cluster(p: PlanInputs) -> list[str]:
     cfg = p.cfg
     return [
         _kind_cmd(p, kind.get_clusters()),
-        f"render {cfg.kind_config} -> {cfg.rendered_kind_config}",
+        f"write {cfg.rendered_kind_config} (from the stack: {len(cfg.stack.cluster.ports)} host ports, "
+        f"node image {cfg.stack.cluster.node_image.split('@')[0]})",
         _kind_cmd(p, kind.create_cluster(cfg.cluster_name, cfg.rendered_kind_config, cfg.kubeconfig,
-                                         cfg.kind_wait)) + "   # unless it exists",
+                                         cfg.stack.cluster.wait)) + "   # unless it exists",
     ]
 
 
-@STACK.step("cluster", needs=("preflight",), plan=_plan_cluster)
 def cluster(ctx: StepContext) -> Noted:
     """Create the Kind cluster, or reuse one of that name; write its private kubeconfig."""
     cfg, env = ctx.cfg, kind.provider_env(ctx.tools.provider)
@@ -106,129 +146,184 @@ def cluster(ctx: StepContext) -> Noted:
             write_private(cfg.kubeconfig, out.stdout)
         return Noted("reused existing cluster", cfg.kubeconfig)
     if not ctx.run.dry:
-        from kubernaut_e2e.manifests import render_text, template_values
-
-        write_private(cfg.rendered_kind_config, render_text(cfg.kind_config, template_values(cfg, {})))
-    if not ctx.run.dry:
+        for mount in cfg.stack.cluster.mounts:
+            path = kind.mount_path(mount, cfg.source_dir)
+            if mount.create and not path.exists():
+                path.mkdir(parents=True)
+                ctx.log(f"created {path} for the node's mount at {mount.container_path}")
+        write_private(cfg.rendered_kind_config, kind_config_text(cfg))
         _loaded_file(cfg).unlink(missing_ok=True)  # a new cluster has none of our images
-    ctx.sh(kind.create_cluster(cfg.cluster_name, cfg.rendered_kind_config, cfg.kubeconfig, cfg.kind_wait),
-           env=env)
+    ctx.sh(kind.create_cluster(cfg.cluster_name, cfg.rendered_kind_config, cfg.kubeconfig,
+                               cfg.stack.cluster.wait), env=env)
     if not ctx.run.dry:
+        if not cfg.kubeconfig.is_file():
+            raise StepFailed(f"kind create cluster exited 0 but wrote no kubeconfig at {cfg.kubeconfig}")
         cfg.kubeconfig.chmod(0o600)
     return Noted("created", cfg.kubeconfig)
 
 
-# --- images: build -> save -> load, per service -----------------------------------------------
+# --- what the cluster has been given ---------------------------------------------------------
 
 _LOADED_LOCK = threading.Lock()
 
 
 def _loaded_file(cfg: E2EConfig) -> Path:
-    """Which image IDs this cluster was given; removed whenever the cluster is created anew."""
+    """Image ref -> image ID given to this cluster; removed whenever the cluster is created."""
     return cfg.cluster_state_dir / "loaded.json"
 
 
-def _loaded(cfg: E2EConfig) -> dict[str, str]:
+def loaded_images(cfg: E2EConfig) -> dict[str, str]:
     try:
-        return json.loads(_loaded_file(cfg).read_text())
+        data = json.loads(_loaded_file(cfg).read_text())
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}
 
 
-def _record_loaded(cfg: E2EConfig, svc: str, image: str) -> None:
-    with _LOADED_LOCK:  # both loads may finish at the same moment
-        data = _loaded(cfg)
-        data[svc] = image
-        write_private(_loaded_file(cfg), json.dumps(data))
+def _record_loaded(cfg: E2EConfig, ref: str, image_id: str) -> None:
+    with _LOADED_LOCK:  # loads may finish at the same moment
+        data = loaded_images(cfg)
+        data[ref] = image_id
+        write_private(_loaded_file(cfg), json.dumps(data, indent=1, sort_keys=True))
 
 
-def _declare_image_steps(svc: str) -> None:
+def _image_id(ctx: StepContext, ref: str) -> str:
+    return ctx.sh(podman.image_id(ctx.tools.provider, ref), capture=True).stdout.strip()
+
+
+def _save(ctx: StepContext, ref: str, archive: Path) -> None:
+    if not ctx.run.dry:
+        private_dir(archive.parent)
+        archive.unlink(missing_ok=True)
+        # The load step deletes it; this covers a run that stops before the load.
+        ctx.run.on_exit(lambda: archive.unlink(missing_ok=True))
+    try:
+        ctx.sh(podman.save(ctx.tools.provider, ref, archive))
+    except BaseException:
+        archive.unlink(missing_ok=True)  # a partial archive is worse than none
+        raise
+
+
+def _load(ctx: StepContext, ref: str, archive: Path, image_id: str) -> None:
+    try:
+        ctx.sh(kind.load_image_archive(archive, ctx.cfg.cluster_name), env=kind.provider_env(ctx.tools.provider))
+        if image_id:
+            _record_loaded(ctx.cfg, ref, image_id)
+    finally:
+        archive.unlink(missing_ok=True)
+
+
+# --- our images: build -> save -> load --------------------------------------------------------
+
+def _add_image_steps(reg: Registry, name: str) -> None:
     def build_args(cfg: E2EConfig) -> dict[str, str]:
-        return {"GO_VERSION": cfg.go_version}
+        return dict(cfg.stack.image(name).build_args)
 
     def plan_build(p: PlanInputs) -> list[str]:
         cfg = p.cfg
-        return [format_command(podman.build(p.provider, cfg.dockerfile(svc), cfg.image_ref(svc),
-                                            cfg.source_dir, p.arch, build_args(cfg)))]
+        return [f"check {cfg.dockerfile(name)} for {p.arch} (base images, GOARCH, TARGETARCH)",
+                format_command(podman.build(p.provider, cfg.dockerfile(name), cfg.image_ref(name),
+                                            cfg.source_dir, p.arch, build_args(cfg),
+                                            target=cfg.stack.image(name).target))]
 
     def build_image(ctx: StepContext) -> object:
-        cfg, tool, ref = ctx.cfg, ctx.tools.provider, ctx.cfg.image_ref(svc)
+        cfg, tool, ref = ctx.cfg, ctx.tools.provider, ctx.cfg.image_ref(name)
         arch = ctx.result("preflight")
+        if not ctx.run.dry:
+            check_dockerfile(ctx, name, arch)
         inputs = "dry-run" if ctx.run.dry else fingerprint.build_inputs(
-            cfg.dockerfile(svc), cfg.source_dir, {**build_args(cfg), "TARGETARCH": arch})
+            cfg.dockerfile(name), cfg.source_dir, {**build_args(cfg), "TARGETARCH": arch})
         if not ctx.run.dry:
             have = ctx.sh(podman.image_label(tool, ref, fingerprint.LABEL), capture=True, check=False)
             if have.ok and have.stdout.strip() == inputs:
                 ctx.log(f"{ref} was built from these exact inputs ({inputs}): not rebuilt")
                 return Noted("reused: inputs unchanged", ref)
-        ctx.sh(podman.build(tool, cfg.dockerfile(svc), ref, cfg.source_dir, arch, build_args(cfg),
-                            {fingerprint.LABEL: inputs}))
+        ctx.sh(podman.build(tool, cfg.dockerfile(name), ref, cfg.source_dir, arch, build_args(cfg),
+                            {fingerprint.LABEL: inputs, fingerprint.CLUSTER_LABEL: cfg.cluster_name},
+                            target=cfg.stack.image(name).target))
         return ref
 
     def plan_save(p: PlanInputs) -> list[str]:
-        return [format_command(podman.save(p.provider, p.cfg.image_ref(svc), p.cfg.archive(svc)))]
+        return [format_command(podman.save(p.provider, p.cfg.image_ref(name), p.cfg.archive(name)))
+                + "   # unless the cluster has this image"]
 
-    def save_image(ctx: StepContext) -> str:
-        cfg, archive = ctx.cfg, ctx.cfg.archive(svc)
-        if not ctx.run.dry:
-            private_dir(cfg.archive_dir)
-            archive.unlink(missing_ok=True)
-            # The load step deletes it; this covers a run that stops before the load.
-            ctx.run.on_exit(lambda: archive.unlink(missing_ok=True))
-        try:
-            ctx.sh(podman.save(ctx.tools.provider, cfg.image_ref(svc), archive))
-        except BaseException:
-            archive.unlink(missing_ok=True)  # a partial archive is worse than none
-            raise
-        return str(archive)
+    def save_image(ctx: StepContext) -> object:
+        cfg, ref = ctx.cfg, ctx.cfg.image_ref(name)
+        image_id = "" if ctx.run.dry else _image_id(ctx, ref)
+        if image_id and loaded_images(cfg).get(ref) == image_id:
+            return Noted("reused: the cluster has this image", image_id)
+        _save(ctx, ref, cfg.archive(name))
+        return image_id
 
     def plan_load(p: PlanInputs) -> list[str]:
-        return [_kind_cmd(p, kind.load_image_archive(p.cfg.archive(svc), p.cfg.cluster_name)),
-                f"rm {p.cfg.archive(svc)}"]
+        return [_kind_cmd(p, kind.load_image_archive(p.cfg.archive(name), p.cfg.cluster_name))
+                + "   # unless the cluster has this image", f"rm {p.cfg.archive(name)}"]
 
     def load_image(ctx: StepContext) -> object:
-        cfg, archive, ref = ctx.cfg, ctx.cfg.archive(svc), ctx.cfg.image_ref(svc)
-        try:
-            image = "" if ctx.run.dry else ctx.sh(podman.image_id(ctx.tools.provider, ref),
-                                                 capture=True).stdout.strip()
-            if image and _loaded(cfg).get(svc) == image:
-                ctx.log(f"{ref} ({image[:12]}) is already in cluster {cfg.cluster_name}: not reloaded")
-                return Noted("reused: already in the cluster", ref)
-            ctx.sh(kind.load_image_archive(archive, cfg.cluster_name),
-                   env=kind.provider_env(ctx.tools.provider))
-            if image:
-                _record_loaded(cfg, svc, image)
-        finally:
-            archive.unlink(missing_ok=True)
+        cfg, ref, archive = ctx.cfg, ctx.cfg.image_ref(name), ctx.cfg.archive(name)
+        image_id = "" if ctx.run.dry else _image_id(ctx, ref)
+        if image_id and loaded_images(cfg).get(ref) == image_id:
+            ctx.log(f"{ref} ({image_id[:12]}) is already in cluster {cfg.cluster_name}: not reloaded")
+            return Noted("reused: already in the cluster", ref)
+        if not ctx.run.dry and not archive.exists():
+            _save(ctx, ref, archive)  # the save step saw the previous cluster's record
+        _load(ctx, ref, archive, image_id)
         return ref
 
-    build_image.__doc__ = f"Build the {svc} image for the node's architecture."
-    save_image.__doc__ = f"Save the {svc} image to a temporary archive."
-    load_image.__doc__ = f"Load the {svc} archive into the Kind nodes, then delete it."
-    STACK.step(f"build-{svc}", needs=("preflight",), groups=("images",), plan=plan_build)(build_image)
-    STACK.step(f"save-{svc}", needs=(f"build-{svc}",), groups=("images",), plan=plan_save)(save_image)
-    STACK.step(f"load-{svc}", needs=(f"save-{svc}", "cluster"), groups=("images",),
-               plan=plan_load)(load_image)
+    reg.add(Step(f"build-{name}", build_image, needs=("preflight",), groups=("images",), plan=plan_build,
+                 help=f"Build the {name} image for the node's architecture (its Dockerfile checked first)."))
+    reg.add(Step(f"save-{name}", save_image, needs=(f"build-{name}",), groups=("images",), plan=plan_save,
+                 help=f"Save the {name} image to a temporary archive (unless the cluster has it)."))
+    reg.add(Step(f"load-{name}", load_image, needs=(f"save-{name}", "cluster"), groups=("images",),
+                 plan=plan_load, help=f"Load the {name} archive into the Kind node, then delete it."))
 
 
-for _svc in SERVICES:
-    _declare_image_steps(_svc)
+# --- third-party images: preload --------------------------------------------------------------
+
+def _add_preload_step(reg: Registry, alias: str) -> None:
+    def plan_preload(p: PlanInputs) -> list[str]:
+        ref, archive = p.cfg.stack.preload[alias], p.cfg.archive(f"preload-{alias}")
+        return [format_command(podman.image_exists(p.provider, ref)) + "   # else:",
+                format_command(podman.pull(p.provider, ref)),
+                format_command(podman.save(p.provider, ref, archive)) + "   # unless the cluster has it",
+                _kind_cmd(p, kind.load_image_archive(archive, p.cfg.cluster_name)), f"rm {archive}"]
+
+    def preload(ctx: StepContext) -> object:
+        cfg, tool = ctx.cfg, ctx.tools.provider
+        ref, archive = cfg.stack.preload[alias], cfg.archive(f"preload-{alias}")
+        if ctx.run.dry:
+            ctx.sh(podman.pull(tool, ref))
+            return ref
+        pulled = False
+        if not ctx.sh(podman.image_exists(tool, ref), check=False).ok:
+            ctx.sh(podman.pull(tool, ref))
+            pulled = True
+        image_id = _image_id(ctx, ref)
+        if loaded_images(cfg).get(ref) == image_id:
+            return Noted("reused: already in the cluster", ref)
+        _save(ctx, ref, archive)
+        _load(ctx, ref, archive, image_id)
+        return Noted("pulled and loaded" if pulled else "loaded from the local store", ref)
+
+    reg.add(Step(f"preload-{alias}", preload, needs=("cluster",), groups=("images",), plan=plan_preload,
+                 help=f"Load the third-party image {alias} into the Kind node (pulled if missing)."))
 
 
 # --- Kubernetes steps ------------------------------------------------------------------------
-# Thin declarations: the work is in kubernaut_e2e.deploy, imported lazily so that `invoke --list`
-# never imports the kubernetes client.
 
-def _deploy(name: str):  # type: ignore[no-untyped-def]
-    def body(ctx: StepContext) -> object:
-        from kubernaut_e2e import deploy
+def _component_body(ctx: StepContext) -> object:
+    from kubernaut_e2e import deploy
 
-        return getattr(deploy, name)(ctx)
-
-    return body
+    return deploy.run_component(ctx)
 
 
-def _plan_deploy(name: str):  # type: ignore[no-untyped-def]
+def _health_body(ctx: StepContext) -> object:
+    from kubernaut_e2e import deploy
+
+    return deploy.health(ctx)
+
+
+def _plan_component(name: str) -> Callable[[PlanInputs], list[str]]:
     def plan(p: PlanInputs) -> list[str]:
         from kubernaut_e2e import deploy_plan
 
@@ -237,18 +332,8 @@ def _plan_deploy(name: str):  # type: ignore[no-untyped-def]
     return plan
 
 
-_KUBE_STEPS = (
-    ("crds", ("cluster",), "Apply the Kubernaut CRDs and wait until they are Established."),
-    ("namespace", ("cluster",), "Create the namespace."),
-    ("infra", ("namespace",), "Deploy PostgreSQL and Redis."),
-    ("migrations", ("infra",), "Apply the DataStorage SQL migrations once PostgreSQL is ready."),
-    ("datastorage", ("load-datastorage", "migrations", "infra"), "Deploy DataStorage, wait ready."),
-    ("gateway", ("load-gateway", "datastorage", "infra", "crds"), "Deploy the Gateway, wait ready."),
-    ("health", ("gateway",), "GET /health on the Gateway and DataStorage host ports."),
-)
-
-for _name, _needs, _help in _KUBE_STEPS:
-    _body = _deploy(_name)
-    _body.__doc__ = _help
-    STACK.step(_name, needs=_needs, groups=("deploy",) if _name != "health" else ("check",),
-               plan=_plan_deploy(_name))(_body)
+def component_of(cfg: E2EConfig, step: str) -> Component | None:
+    try:
+        return cfg.stack.component(step)
+    except KeyError:
+        return None

@@ -29,17 +29,36 @@ class SuiteOutcome:
 
 
 def suite_env(cfg: E2EConfig) -> dict[str, str]:
-    """What the suite is told about the environment: never the user's ~/.kube/config."""
-    return {
-        "KUBECONFIG": str(cfg.kubeconfig),
-        "GATEWAY_URL": f"http://localhost:{cfg.gateway_host_port}",
-        "DATASTORAGE_URL": f"http://localhost:{cfg.datastorage_host_port}",
-        "E2E_NAMESPACE": cfg.namespace,
-        "KIND_CLUSTER_NAME": cfg.cluster_name,
-    }
+    """What the suite is told about the environment (the stack's `suite.env`), never the user's
+    ~/.kube/config; it always includes the variables that stop a suite deleting its cluster."""
+    import string
+
+    from kubernaut_e2e.manifests import placeholder_secrets, template_values
+
+    values = template_values(cfg, placeholder_secrets(cfg))
+    return {key: string.Template(value).substitute(values) for key, value in cfg.stack.suite.env.items()}
 
 
-def check_inputs(cfg: E2EConfig) -> None:
+def self_provisioning(cfg: E2EConfig) -> list[str]:
+    """Where the suite about to run stands up its own environment (`file:line: marker`)."""
+    markers = cfg.stack.suite.self_provisioning
+    found: list[str] = []
+    for arg in cfg.test_argv[1:]:
+        if not arg.startswith("./"):
+            continue
+        folder = cfg.source_dir / arg.removesuffix("...").rstrip("/")
+        files = sorted(folder.rglob("*.go")) if folder.is_dir() else []
+        for path in files:
+            for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                if line.lstrip().startswith("//"):
+                    continue
+                hit = next((m for m in markers if m in line), None)
+                if hit:
+                    found.append(f"{path.relative_to(cfg.source_dir)}:{number}: {hit}")
+    return found
+
+
+def check_inputs(cfg: E2EConfig, *, suite_reuses_env: bool = False) -> None:
     if not cfg.kubeconfig.is_file():
         raise UsageError(f"no cluster: {cfg.kubeconfig} does not exist (run `invoke e2e.up` first)")
     if not cfg.source_dir.is_dir():
@@ -47,11 +66,39 @@ def check_inputs(cfg: E2EConfig) -> None:
     program = cfg.test_argv[0]
     if shutil.which(program, path=None) is None and not (cfg.source_dir / program).is_file():
         raise UsageError(f"config e2e.test_command: {program!r} is not on PATH")
+    found = self_provisioning(cfg) if not suite_reuses_env else []
+    if found:
+        raise UsageError(
+            f"the suite ({' '.join(cfg.test_argv)}) stands up its own environment ({found[0]}): run against "
+            f"this one it would fail creating cluster {cfg.cluster_name!r} or delete it. Either run it on its "
+            "own (`invoke e2e.clean`, then upstream's `make test-e2e-gateway`), or change it to reuse an existing "
+            "environment (README: \"Upstream's suite and this environment\") and pass --suite-reuses-env")
 
 
-def run_suite(cfg: E2EConfig, run_dir: Path, out: TextIO | None = None) -> SuiteOutcome:
+def write_suite_files(cfg: E2EConfig, out: TextIO) -> list[Path]:
+    """The files a reusing suite reads (stack `suite.files`): the only writes outside the state dir."""
+    from kubernaut_e2e.context import write_private
+
+    sources = {"kubeconfig": cfg.kubeconfig, "ca": cfg.ca_file}
+    written = []
+    for target, what in cfg.stack.suite.files.items():
+        source = sources[what]
+        if not source.is_file():
+            raise UsageError(f"--suite-reuses-env: {source} does not exist (run `invoke e2e.up` first)")
+        path = Path(target).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_private(path, source.read_text())
+        print(f"wrote {path} (the {what} a reusing suite reads; from {source})", file=out, flush=True)
+        written.append(path)
+    return written
+
+
+def run_suite(cfg: E2EConfig, run_dir: Path, out: TextIO | None = None, *,
+              suite_reuses_env: bool = False) -> SuiteOutcome:
     out = out or sys.stdout
-    check_inputs(cfg)
+    check_inputs(cfg, suite_reuses_env=suite_reuses_env)
+    if suite_reuses_env:
+        write_suite_files(cfg, out)
     parser = EventParser()
     log = run_dir / "suite.log"
 

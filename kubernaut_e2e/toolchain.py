@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from kubernaut_e2e import kind, podman
-from kubernaut_e2e.config import SERVICES, E2EConfig
-from kubernaut_e2e.dockerfile import Check, check_dockerfile, check_go_mod, go_version_of_image, parse_dockerfile
+from kubernaut_e2e.config import E2EConfig
+from kubernaut_e2e.dockerfile import Check, builder_go_version, check_dockerfile, check_go_mod
 from kubernaut_e2e.errors import UsageError
 from kubernaut_e2e.preflight import choose_provider
 from kubernaut_e2e.runner import Cancellation, CommandFailed, LocalRunner
@@ -103,8 +103,8 @@ def _node_archs(cfg: E2EConfig) -> dict[str, str]:
         kube.close()
 
 
-def dockerfile_checks(paths: Sequence[Path], target_arch: str, approved: tuple[str, ...],
-                      go_version: str) -> tuple[list[Check], str | None]:
+def dockerfile_checks(paths: Sequence[Path], target_arch: str,
+                      approved: tuple[str, ...]) -> tuple[list[Check], str | None]:
     """Checks of each Dockerfile, and the builder's Go version (for the go.mod check)."""
     checks: list[Check] = []
     builder_go = None
@@ -114,9 +114,7 @@ def dockerfile_checks(paths: Sequence[Path], target_arch: str, approved: tuple[s
             # The check name already says which file; keep line numbers, drop the long path.
             detail = check.detail.replace(f"{path}:", "line ", 1).replace(f"{path}", "", 1).lstrip(": ")
             checks.append(Check(f"{path.name}: {check.name}", check.status, detail, check.fix))
-        parsed = parse_dockerfile(text, target_arch, {"GO_VERSION": go_version})
-        for stage in parsed.stages:
-            builder_go = builder_go or go_version_of_image(stage.image)
+        builder_go = builder_go or builder_go_version(text, target_arch)
     return checks, builder_go
 
 
@@ -124,7 +122,7 @@ def built_image_archs(cfg: E2EConfig, provider: str | None, runner: LocalRunner)
     """`os/arch` recorded in each of our images that exists locally, by service."""
     if provider is None:
         return {}
-    found = {svc: _run(runner, podman.image_arch(provider, cfg.image_ref(svc))) for svc in SERVICES}
+    found = {svc: _run(runner, podman.image_arch(provider, cfg.image_ref(svc))) for svc in cfg.images}
     return {svc: out for svc, out in found.items() if out}
 
 
@@ -133,7 +131,7 @@ def image_checks(cfg: E2EConfig, provider: str | None, target_arch: str, runner:
     if provider is None:
         return checks
     built = built_image_archs(cfg, provider, runner)
-    for svc in SERVICES:
+    for svc in cfg.images:
         ref = cfg.image_ref(svc)
         out = built.get(svc)
         if not out:
@@ -151,7 +149,7 @@ def image_checks(cfg: E2EConfig, provider: str | None, target_arch: str, runner:
 
 def run_toolchain(cfg: E2EConfig, *, dockerfiles: Sequence[str], arch: str | None,
                   approved: tuple[str, ...]) -> tuple[Facts, list[Check]]:
-    paths = [Path(p).resolve() for p in dockerfiles] or [cfg.dockerfile(s) for s in SERVICES]
+    paths = [Path(p).resolve() for p in dockerfiles] or [cfg.dockerfile(s) for s in cfg.images]
     for path in paths:
         if not path.is_file():
             raise UsageError(f"--dockerfile {path}: no such file")
@@ -160,7 +158,7 @@ def run_toolchain(cfg: E2EConfig, *, dockerfiles: Sequence[str], arch: str | Non
     runner = LocalRunner(Cancellation())
     facts, checks = environment(cfg, arch, runner)
     checks.append(Check("target-arch", "ok", f"images must be built for {facts.target_arch}"))
-    df_checks, builder_go = dockerfile_checks(paths, facts.target_arch, approved, cfg.go_version)
+    df_checks, builder_go = dockerfile_checks(paths, facts.target_arch, approved)
     checks.extend(df_checks)
     checks.extend(image_checks(cfg, facts.provider, facts.target_arch, runner))
     go_mod = cfg.source_dir / "go.mod"

@@ -11,16 +11,16 @@ from typing import Any, TextIO
 
 from kubernaut_e2e import preflight as preflight_checks
 from kubernaut_e2e.checklist import checklist
-from kubernaut_e2e.config import SERVICES, E2EConfig
+from kubernaut_e2e.config import E2EConfig
 from kubernaut_e2e.context import RunContext, StepContext, private_dir
-from kubernaut_e2e.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Cancelled, E2EError, StepFailed
+from kubernaut_e2e.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Cancelled, E2EError, StepFailed, UsageError
 from kubernaut_e2e.graph import Graph, Step
 from kubernaut_e2e.lock import ClusterLock
 from kubernaut_e2e.signals import signals_as_interrupts
 from kubernaut_e2e.redact import Redactor
 from kubernaut_e2e.runner import Cancellation, LocalRunner
 from kubernaut_e2e.scheduler import DONE, GraphInterrupted, Noted, run_graph
-from kubernaut_e2e.steps import STACK, PlanInputs
+from kubernaut_e2e.steps import PlanInputs, build_registry
 from kubernaut_e2e.timings import timings_document, write_timings
 
 
@@ -35,20 +35,42 @@ class UpOptions:
     run_dir: Path | None = None  # default: a new <state_dir>/runs/<timestamp>-<pid>
 
 
-def stack_graph(only: Sequence[str] = ()) -> Graph:
-    return STACK.graph().select(only)
+def stack_graph(cfg: E2EConfig, only: Sequence[str] = ()) -> Graph:
+    """The steps of the config's stack, restricted to `only` (steps or groups) and their needs."""
+    return build_registry(cfg.stack).graph().select(only)
 
 
-def preflight(cfg: E2EConfig, graph: Graph) -> preflight_checks.Tools:
-    """Everything checkable before a side effect; raises UsageError (exit 2)."""
+def preflight(cfg: E2EConfig, graph: Graph, *, dry: bool = False) -> preflight_checks.Tools:
+    """Everything checkable before a side effect: the tools, and the stack's contract with the
+    source tree, kind and the host. Raises UsageError (exit 2) listing every problem, one per line."""
     tools = preflight_checks.find_tools(cfg)
-    if "cluster" in graph.steps:
-        preflight_checks.check_kind_config(cfg)
-    building = [svc for svc in SERVICES if f"build-{svc}" in graph.steps]
-    if building:
-        preflight_checks.check_source(cfg, building)
-    preflight_checks.check_deploy_inputs(cfg, set(graph.steps))
+    building = [name for name in cfg.images if f"build-{name}" in graph.steps]
+    problems = [*preflight_checks.check_source(cfg, building), *preflight_checks.check_go_mod(cfg, building)]
+    problems += preflight_checks.check_deploy_inputs(cfg, set(graph.steps))
+    if "cluster" in graph.steps and not dry and not problems:
+        problems += _check_kind(cfg, tools)
+    if problems:
+        raise UsageError("preflight: " + "\npreflight: ".join(problems))
     return tools
+
+
+def _check_kind(cfg: E2EConfig, tools: preflight_checks.Tools) -> list[str]:
+    """kind new enough for the node image; the host ports free when the cluster will be created."""
+    from kubernaut_e2e import kind
+    from kubernaut_e2e.runner import CommandFailed
+
+    runner = LocalRunner(Cancellation())
+    try:
+        version = runner.run(kind.version(), capture=True, timeout=30).stdout
+        listed = runner.run(kind.get_clusters(), env=kind.provider_env(tools.provider), capture=True,
+                            timeout=60).stdout
+    except CommandFailed as exc:
+        return [f"kind does not answer: {exc}"]
+    problems = preflight_checks.check_kind_version(cfg, version)
+    # An existing cluster holds its own ports (and --recreate releases them before creating).
+    if cfg.cluster_name not in kind.parse_clusters(listed):
+        problems += preflight_checks.busy_host_ports(cfg)
+    return problems
 
 
 def new_run_dir(cfg: E2EConfig) -> Path:
@@ -65,8 +87,8 @@ def run_up(cfg: E2EConfig, opts: UpOptions, out: TextIO | None = None, *, hold_l
     `hold_lock=False` is for a caller that already holds the cluster's lock (`e2e.ci`).
     """
     out = out or sys.stdout
-    graph = stack_graph(opts.only)
-    tools = preflight(cfg, graph)
+    graph = stack_graph(cfg, opts.only)
+    tools = preflight(cfg, graph, dry=opts.dry)
     if opts.dry:
         return _run(cfg, opts, graph, tools, out)
     lock = ClusterLock(cfg.locks_dir, cfg.cluster_name, "up")

@@ -2,10 +2,8 @@
 run `invoke` as a subprocess with the stand-in `kind` first on PATH."""
 from __future__ import annotations
 
-import http.server
 import json
 import os
-import threading
 import shutil
 import subprocess
 import sys
@@ -24,15 +22,12 @@ _HELLO_C = r"""
 int main(void) { puts("kubernaut stand-in service"); return 0; }
 """
 
-_TEST_DOCKERFILE = """\
-# Test image: FROM scratch + a static binary, so the real build/save/load path runs offline.
-FROM scratch
-ARG TARGETARCH
-ARG GO_VERSION
-LABEL e2e.target-arch=${TARGETARCH} e2e.go-version=${GO_VERSION}
-COPY hello /usr/local/bin/{svc}
-ENTRYPOINT ["/usr/local/bin/{svc}"]
-"""
+#: The fast tier's stack: the default stack with images that can be built here (see its file).
+FAST_STACK = TESTS / "stacks" / "fast" / "stack.yaml"
+#: A source tree shaped like Kubernaut upstream (see its README.md).
+KUBERNAUT_FIXTURE = TESTS / "fixtures" / "kubernaut"
+#: Local stand-ins for the third-party images the stack preloads (the fast stack names them).
+PRELOAD_IMAGES = ("localhost/e2etest-postgres:16", "localhost/e2etest-redis:7")
 
 
 @pytest.fixture(scope="session")
@@ -78,11 +73,12 @@ class Project:
     """One test's world: a Kubernaut-like source tree, Dockerfiles, state and kind state."""
 
     source: Path
-    dockerfiles: Path
+    stack: Path
     state: Path
     kind_state: Path
     images: dict[str, str]
     env: dict[str, str]
+    host_ports: dict[str, int]
 
     def run(self, *args: str, timeout: float = 300, extra_env: dict[str, str] | None = None
             ) -> subprocess.CompletedProcess[str]:
@@ -110,50 +106,51 @@ class Project:
         return self.podman("image", "exists", ref).returncode == 0
 
 
-CRD = """\
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: remediationrequests.kubernaut.ai
-spec:
-  group: kubernaut.ai
-  names: {kind: RemediationRequest, listKind: RemediationRequestList, plural: remediationrequests, singular: remediationrequest}
-  scope: Namespaced
-  versions:
-    - name: v1alpha1
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
-      subresources: {status: {}}
-"""
-
-MIGRATIONS = {
-    "001_audit_events.sql": "-- +goose Up\nCREATE TABLE audit_events (id bigserial PRIMARY KEY);\n"
-                            "-- +goose Down\nDROP TABLE audit_events;\n",
-    "002_action_traces.sql": "-- +goose Up\n-- +goose StatementBegin\nCREATE TABLE IF NOT EXISTS "
-                             "resource_action_traces (id bigserial PRIMARY KEY);\n-- +goose StatementEnd\n"
-                             "-- +goose Down\nDROP TABLE resource_action_traces;\n",
-}
-#: What the migration Job prints when the tables above exist (scripted on the API stand-in).
-MIGRATION_LOG = "applied 00000001\napplied 00000002\nTABLES: audit_events,resource_action_traces\n"
+#: What the migrations Job prints for the fixture tree's migrations (scripted on the API stand-in):
+#: the final schema, after later migrations dropped and renamed tables.
+MIGRATION_LOG = ("applied 00000001\napplied 00000002\napplied 00000003\napplied 00000004\napplied 00000005\n"
+                 "VERSION: 5\nTABLES: action_type_catalog,audit_events,notification_audit,retention_operations\n")
 
 
 def make_source_tree(root: Path, hello: Path | None = None) -> Path:
-    """A Kubernaut-shaped tree: cmd/<svc>, go.mod, CRDs and goose migrations."""
+    """A copy of the Kubernaut-shaped fixture tree (tests/fixtures/kubernaut) under `root`."""
     src = root / "kubernaut"
-    for svc in ("gateway", "datastorage"):
-        (src / "cmd" / svc).mkdir(parents=True)
-        (src / "cmd" / svc / "main.go").write_text("package main\n\nfunc main() {}\n")
-    (src / "go.mod").write_text("module github.com/jordigilh/kubernaut\n\ngo 1.24.6\n")
-    (src / "config" / "crd" / "bases").mkdir(parents=True)
-    (src / "config" / "crd" / "bases" / "kubernaut.ai_remediationrequests.yaml").write_text(CRD)
-    (src / "migrations").mkdir()
-    for name, text in MIGRATIONS.items():
-        (src / "migrations" / name).write_text(text)
+    shutil.copytree(KUBERNAUT_FIXTURE, src)
     if hello is not None:
         shutil.copy(hello, src / "hello")
     return src
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports nothing listens on now (the kernel's choice), for the stack's host ports."""
+    import socket
+
+    socks = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            socks.append(sock)
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def host_ports_setting(ports: dict[str, int]) -> str:
+    return ",".join(f"{name}={port}" for name, port in ports.items())
+
+
+@pytest.fixture(scope="session")
+def preload_images(podman_env: dict[str, str], hello_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, ...]:
+    """Build the third-party image stand-ins once per session, in the session's own store."""
+    ctx = tmp_path_factory.mktemp("preload")
+    shutil.copy(hello_binary, ctx / "hello")
+    (ctx / "Containerfile").write_text("FROM scratch\nCOPY hello /hello\nENTRYPOINT [\"/hello\"]\n")
+    for ref in PRELOAD_IMAGES:
+        subprocess.run(["podman", "build", "-q", "-t", ref, str(ctx)], env=podman_env, check=True,
+                       capture_output=True)
+    return PRELOAD_IMAGES
 
 
 @pytest.fixture
@@ -167,45 +164,19 @@ def kubeapi():  # type: ignore[no-untyped-def]
     assert not api.errors, api.errors
 
 
-class _Health(http.server.BaseHTTPRequestHandler):
-    status = 200
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        code = self.server.status if self.path == "/health" else 404  # type: ignore[attr-defined]
-        self.send_response(code)
-        self.send_header("Content-Type", "text/plain")
-        self.end_headers()
-        self.wfile.write(b"ok" if code == 200 else b"no")
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def health_ports():  # type: ignore[no-untyped-def]
-    """Two local HTTP servers standing in for the Kind host ports of the Gateway and DataStorage."""
-    servers = []
-    for _ in range(2):
-        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
-        srv.status = 200  # type: ignore[attr-defined]
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        servers.append(srv)
-    yield {"gateway": servers[0], "datastorage": servers[1]}
-    for srv in servers:
-        srv.shutdown()
-        srv.server_close()
-
-
-@pytest.fixture
-def project(tmp_path: Path, podman_env: dict[str, str], hello_binary: Path):  # type: ignore[no-untyped-def]
+def project(tmp_path: Path, podman_env: dict[str, str], hello_binary: Path, preload_images: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    """A world of one test: the fast stack, a source tree, its own cluster name (so its own image
+    tags), free host ports that the stand-in kind holds (and answers HTTP on) while its cluster
+    exists, and private state folders."""
+    from kubernaut_e2e.stack import load_stack
     from tests.kindstate import standin_env
 
     tag = uuid.uuid4().hex[:8]
-    dockerfiles = tmp_path / "dockerfiles"
-    dockerfiles.mkdir()
-    for svc in ("gateway", "datastorage"):
-        (dockerfiles / f"Dockerfile.{svc}").write_text(_TEST_DOCKERFILE.replace("{svc}", svc))
-    images = {svc: f"localhost/e2etest-{svc}-{tag}:test" for svc in ("gateway", "datastorage")}
+    cluster = f"e2e-{tag}"
+    stack = load_stack(FAST_STACK)
+    images = {i.name: f"{i.repository}:{cluster}" for i in stack.images}
+    ports = dict(zip((p.name for p in stack.cluster.ports), free_ports(len(stack.cluster.ports))))
     kind_state = tmp_path / "kind-state"
     kind_state.mkdir()
     env = standin_env(kind_state)
@@ -213,16 +184,18 @@ def project(tmp_path: Path, podman_env: dict[str, str], hello_binary: Path):  # 
         "CONTAINERS_CONF": podman_env["CONTAINERS_CONF"],
         "CONTAINERS_STORAGE_CONF": podman_env["CONTAINERS_STORAGE_CONF"],
         "CI": "true",
+        "KIND_STANDIN_PUBLISH_PORTS": "1",
+        "INVOKE_E2E_STACK": str(FAST_STACK),
         "INVOKE_E2E_SOURCE_DIR": str(make_source_tree(tmp_path, hello_binary)),
-        "INVOKE_E2E_DOCKERFILE_DIR": str(dockerfiles),
         "INVOKE_E2E_STATE_DIR": str(tmp_path / "state"),
-        "INVOKE_E2E_CLUSTER_NAME": f"e2e-{tag}",
-        "INVOKE_E2E_GATEWAY_IMAGE": images["gateway"],
-        "INVOKE_E2E_DATASTORAGE_IMAGE": images["datastorage"],
+        "INVOKE_E2E_CLUSTER_NAME": cluster,
+        "INVOKE_E2E_HOST_PORTS": host_ports_setting(ports),
     })
-    proj = Project(Path(env["INVOKE_E2E_SOURCE_DIR"]), dockerfiles, tmp_path / "state",
-                   kind_state, images, env)
+    proj = Project(Path(env["INVOKE_E2E_SOURCE_DIR"]), FAST_STACK, tmp_path / "state", kind_state, images,
+                   env, ports)
     yield proj
-    # Never leave test images in the machine's store, whatever the test did.
+    # Never leave a published port or a test image behind, whatever the test did.
+    subprocess.run([str(TESTS / "bin" / "kind"), "delete", "clusters", "--all"],
+                   env={**env, "KIND_EXPERIMENTAL_PROVIDER": "podman"}, capture_output=True)
     proj.podman("rmi", "--force", *images.values())
-    proj.podman("image", "prune", "--force", "--filter", "label=io.kubernaut.e2e.inputs")
+    proj.podman("image", "prune", "--force", "--filter", f"label=io.kubernaut.e2e.cluster={cluster}")

@@ -8,8 +8,8 @@ def _rec(name, start, end, status=DONE, result=None):  # type: ignore[no-untyped
     return StepRecord(name, (), status, start, end, result=result)
 
 
-HEALTHY = Noted("ok", {"gateway_pod_ready": True, "gateway_pod": "gateway-1",
-                       "checks": {"gateway": {"url": "http://localhost:1/health", "ok": True, "outcome": "HTTP 200"}}})
+HEALTHY = Noted("ok", {"pods": {"gateway": "gateway-1", "datastorage": "datastorage-1"},
+                       "checks": {"gateway": {"url": "http://127.0.0.1:1/readyz", "ok": True, "outcome": "HTTP 200"}}})
 
 
 def test_all_pass_when_measured_so():
@@ -33,5 +33,19 @@ def test_failed_health_and_missing_pod():
                "health": _rec("health", 1, 2, status=FAILED)}
     by_name = {c.name: c for c in checklist(records, budget=360)}
     assert not by_name["health check passed"].passed
-    assert not by_name["gateway pod Running and ready"].passed
+    assert not by_name["every service has a Running, ready pod"].passed
     assert not by_name["no step errors"].passed and "health" in by_name["no step errors"].detail
+
+
+def test_a_service_without_a_ready_pod_is_named():
+    health = Noted("ok", {"pods": {"gateway": None, "datastorage": "ds-1"}, "checks": {}})
+    records = {"health": _rec("health", 0, 1, result=health)}
+    check = {c.name: c for c in checklist(records, budget=360)}["every service has a Running, ready pod"]
+    assert not check.passed and check.detail == "not ready: gateway"
+
+
+def test_one_build_has_no_parallel_line_and_three_builds_need_one_overlap():
+    assert all("parallel" not in c.name for c in checklist({"build-a": _rec("build-a", 0, 1)}, budget=9))
+    records = {f"build-{n}": _rec(f"build-{n}", s, e) for n, s, e in (("a", 0, 1), ("b", 1, 2), ("c", 1.5, 3))}
+    check = {c.name: c for c in checklist(records, budget=9)}["image builds ran in parallel"]
+    assert check.passed and check.detail == "overlapped 0.5s"

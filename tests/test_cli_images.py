@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from tests.conftest import Project
+from tests.conftest import PRELOAD_IMAGES, Project
 from tests.kindstate import clusters, set_behaviour
 
 
@@ -27,11 +27,12 @@ def test_up_images_builds_loads_and_overlaps_cluster_creation(project: Project):
     assert create[create.index("--name") + 1] == cluster
     assert create[create.index("--kubeconfig") + 1] == str(project.state / "state" / cluster / "kubeconfig")
     loads = [a for a in argvs if a[:2] == ["load", "image-archive"]]
-    assert len(loads) == 2
-    assert all(call["provider"] == "podman" for call in project.kind_calls())
+    assert len(loads) == 4  # our two images and the stack's two third-party images
+    assert all(call["provider"] == "podman" for call in project.kind_calls() if call["argv"] != ["version"])
 
-    # The images that were built are the images kind loaded.
-    assert sorted(clusters(project.kind_state)[cluster]["images"]) == sorted(project.images.values())
+    # The images that were built (and the preloaded ones) are the images kind loaded.
+    assert sorted(clusters(project.kind_state)[cluster]["images"]) == sorted([*project.images.values(),
+                                                                               *PRELOAD_IMAGES])
     for ref in project.images.values():
         assert project.image_exists(ref)
         arch = project.podman("image", "inspect", "--format", "{{index .Labels \"e2e.target-arch\"}}", ref)
@@ -51,7 +52,7 @@ def test_up_images_builds_loads_and_overlaps_cluster_creation(project: Project):
     assert b["start"] < c["end"] and c["start"] < b["end"], (c, b)
     assert doc["makespan"] < doc["sum_of_steps"]
     assert doc["critical_path"][0] == "preflight"
-    assert doc["critical_path"][-1] in ("load-gateway", "load-datastorage")
+    assert doc["critical_path"][-1] in ("load-gateway", "load-datastorage", "preload-postgres", "preload-redis")
     # Each step has its own log, holding its command.
     assert "podman build" in (project.last_run_dir() / "build-gateway.log").read_text()
     assert "critical path:" in result.stdout and "makespan" in result.stdout

@@ -12,26 +12,28 @@ from tests.test_kube import LFSTACK_LOG
 NS = "kubernaut-system"
 
 
-def _env(project: Project, kubeapi, health_ports) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    kubeapi.script_job("datastorage-migrations", JobSucceeds(after=0.2, log=MIGRATION_LOG))
-    return {"KIND_STANDIN_API_SERVER": kubeapi.url,
-            "INVOKE_E2E_GATEWAY_HOST_PORT": str(health_ports["gateway"].server_address[1]),
-            "INVOKE_E2E_DATASTORAGE_HOST_PORT": str(health_ports["datastorage"].server_address[1])}
+def _env(project: Project, kubeapi) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    kubeapi.script_job("e2e-migrations", JobSucceeds(after=0.2, log=MIGRATION_LOG))
+    return {"KIND_STANDIN_API_SERVER": kubeapi.url}
 
 
-def test_full_up_creates_everything_and_passes_the_checklist(project: Project, kubeapi, health_ports):
+def test_full_up_creates_everything_and_passes_the_checklist(project: Project, kubeapi):
     kubeapi.script("gateway", Ready(after=0.5))
-    env = _env(project, kubeapi, health_ports)
+    env = _env(project, kubeapi)
     result = project.run("e2e.up", extra_env=env)
     assert result.returncode == 0, result.stdout + result.stderr
 
     deployments = {d["metadata"]["name"]: d for d in kubeapi.objects("deployments", NS)}
     assert set(deployments) == {"postgresql", "redis", "datastorage", "gateway"}
-    gw_image = deployments["gateway"]["spec"]["template"]["spec"]["containers"][0]["image"]
-    assert gw_image == project.images["gateway"]  # the ref built is the ref deployed
+    gw_template = deployments["gateway"]["spec"]["template"]
+    assert gw_template["spec"]["containers"][0]["image"] == project.images["gateway"]  # built = deployed
+    image_id = project.podman("image", "inspect", "--format", "{{.Id}}", project.images["gateway"]).stdout.strip()
+    assert gw_template["metadata"]["annotations"]["e2e.kubernaut.ai/image-gateway"] == image_id
     assert kubeapi.get("customresourcedefinitions", "remediationrequests.kubernaut.ai")
-    assert kubeapi.get("clusterroles", "kubernaut-gateway-e2e")
-    assert kubeapi.get("services", "gateway", NS)["spec"]["type"] == "NodePort"
+    assert kubeapi.get("clusterroles", "gateway-role")
+    assert kubeapi.get("services", "gateway-service", NS)["spec"]["type"] == "NodePort"
+    assert len(kubeapi.objects("actiontypes", NS)) == 11
+    assert kubeapi.get("configmaps", "inter-service-ca", NS)
 
     doc = project.timings()
     assert all(s["status"] == "done" for s in doc["steps"])
@@ -43,26 +45,33 @@ def test_full_up_creates_everything_and_passes_the_checklist(project: Project, k
     # The generated DB password is in the cluster's Secret and in no log or output.
     import base64
 
-    secret = kubeapi.get("secrets", "postgresql-credentials", NS)
-    password = base64.b64decode(secret["data"]["APP_PASSWORD"]).decode()
+    secret = kubeapi.get("secrets", "postgresql-secret", NS)
+    password = base64.b64decode(secret["data"]["POSTGRES_PASSWORD"]).decode()
     run_dir = project.last_run_dir()
     for path in run_dir.iterdir():
-        assert password not in path.read_text(), path
+        if path.is_file():
+            assert password not in path.read_text(errors="replace"), path
     assert password not in result.stdout + result.stderr
 
-    # A second up changes nothing and succeeds (idempotent apply, reused cluster).
+    # A second up changes nothing and succeeds: reused cluster and images, no save, no Job,
+    # no API write (idempotent apply, status already set, migrations recorded).
     rv = kubeapi.get("deployments", "gateway", NS)["metadata"]["resourceVersion"]
+    writes_before = [r for r in kubeapi.requests if r[0] in ("POST", "PUT", "DELETE")]
     again = project.run("e2e.up", extra_env=env)
     assert again.returncode == 0, again.stdout + again.stderr
     assert kubeapi.get("deployments", "gateway", NS)["metadata"]["resourceVersion"] == rv
+    assert [r for r in kubeapi.requests if r[0] in ("POST", "PUT", "DELETE")] == writes_before
     assert "reused existing cluster" in again.stdout
-    assert base64.b64decode(kubeapi.get("secrets", "postgresql-credentials", NS)["data"]["APP_PASSWORD"]
+    steps = {s["name"]: s for s in project.timings()["steps"]}
+    for name in ("build-gateway", "save-gateway", "load-gateway", "preload-postgres", "migrations", "tls"):
+        assert steps[name]["note"].startswith("reused"), steps[name]
+    assert base64.b64decode(kubeapi.get("secrets", "postgresql-secret", NS)["data"]["POSTGRES_PASSWORD"]
                             ).decode() == password
 
 
-def test_crash_looping_gateway_fails_within_seconds_with_reason_and_log(project: Project, kubeapi, health_ports):
+def test_crash_looping_gateway_fails_within_seconds_with_reason_and_log(project: Project, kubeapi):
     kubeapi.script("gateway", CrashLoop(after=0.3, exit_code=2, log=LFSTACK_LOG))
-    env = _env(project, kubeapi, health_ports)
+    env = _env(project, kubeapi)
     started = time.monotonic()
     result = project.run("e2e.up", extra_env=env)
     took = time.monotonic() - started

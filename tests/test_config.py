@@ -11,9 +11,26 @@ from kubernaut_e2e.errors import EXIT_USAGE, UsageError
 def test_defaults_need_no_file():
     cfg = load_config({})
     assert cfg.cluster_name == "gateway-e2e"
-    assert cfg.image_ref("gateway") == "localhost/kubernaut-gateway:e2e-test"
-    assert cfg.image_ref("datastorage") == "localhost/kubernaut-datastorage:e2e-test"
+    # Images are per cluster: the tag is the cluster's name unless e2e.image_tag says otherwise.
+    assert cfg.image_ref("gateway") == "localhost/kubernaut-gateway:gateway-e2e"
+    assert cfg.image_ref("datastorage") == "localhost/kubernaut-datastorage:gateway-e2e"
+    assert load_config({"cluster_name": "b"}).image_ref("gateway") == "localhost/kubernaut-gateway:b"
+    assert load_config({"image_tag": "dev"}).image_ref("gateway") == "localhost/kubernaut-gateway:dev"
     assert cfg.kubeconfig.name == "kubeconfig" and cfg.kubeconfig.is_absolute()
+    assert cfg.url("datastorage") == "https://127.0.0.1:18091"
+    assert cfg.test_argv == ["go", "test", "./test/e2e/gateway/...", "-v", "-json", "-timeout", "30m"]
+
+
+def test_host_ports_override_the_stack_and_are_checked():
+    cfg = load_config({"host_ports": "gateway-api=18080, datastorage-api=28081"})
+    assert cfg.host_port("gateway-api") == 18080 and cfg.url("gateway") == "http://127.0.0.1:18080"
+    assert cfg.host_port("gateway-health") == 28080
+    assert load_config({"host_ports": {"gateway-api": 18081}}).host_port("gateway-api") == 18081
+    for bad, message in (("nope=1", "names no port of the stack"), ("gateway-api=x", "not a port number"),
+                         ("gateway-api=70000", "not a TCP port"), ("gateway-api", "name=port pairs"),
+                         ("gateway-api=28080", "same host port 28080")):
+        with pytest.raises(UsageError, match=message):
+            load_config({"host_ports": bad})
 
 
 def test_flags_override_file_values_and_none_means_not_given(tmp_path: Path):
@@ -33,13 +50,11 @@ def test_relative_paths_are_relative_to_the_project(tmp_path: Path):
     ({"jobs": "four"}, "e2e.jobs: expected an integer"),
     ({"jobs": 0}, "e2e.jobs: 0 must be at least 1"),
     ({"cluster_name": "Gateway_E2E"}, "e2e.cluster_name: 'Gateway_E2E' is not a valid DNS-1123"),
-    ({"gateway_image": "Local Host/x:y"}, "e2e.gateway_image: 'Local Host/x:y' is not a valid image"),
-    ({"datastorage_image": "x:tag:tag"}, "e2e.datastorage_image"),
+    ({"image_tag": "a b"}, "e2e.image_tag: 'a b' is not an image tag"),
     ({"provider": "lxc"}, "e2e.provider: 'lxc' must be one of"),
     ({"ready_timeout": -5}, "e2e.ready_timeout: -5 must be a positive"),
-    ({"kind_wait": "soon"}, "e2e.kind_wait"),
     ({"source_dir": 42}, "e2e.source_dir: expected a string"),
-    ({"gateway_node_port": 80}, "e2e.gateway_node_port"),
+    ({"stack": "/no/such/stack.yaml"}, "stack /no/such/stack.yaml: cannot be read"),
 ])
 def test_bad_values_name_the_key(raw, key):
     with pytest.raises(UsageError) as info:

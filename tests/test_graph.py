@@ -4,7 +4,8 @@ import pytest
 
 from kubernaut_e2e.errors import UsageError
 from kubernaut_e2e.graph import Graph, Registry, Step
-from kubernaut_e2e.steps import STACK
+from kubernaut_e2e.config import load_config
+from kubernaut_e2e.steps import build_registry
 
 
 def _step(name: str, *needs: str, groups: tuple[str, ...] = ()) -> Step:
@@ -50,16 +51,16 @@ def test_registry_decorator_takes_first_docstring_line():
 
 
 def test_stack_dependencies_match_the_environment():
-    g = STACK.graph()
+    g = build_registry(load_config({}).stack).graph()
     needs = {name: set(g.steps[name].needs) for name in g.order}
     # Builds need only preflight, so they overlap cluster creation; only loads need the cluster.
     assert needs["build-gateway"] == {"preflight"} and needs["build-datastorage"] == {"preflight"}
+    assert needs["cluster"] == {"preflight"}
     assert needs["load-gateway"] == {"save-gateway", "cluster"}
-    assert needs["migrations"] == {"infra"}
-    assert {"load-datastorage", "migrations", "infra"} <= needs["datastorage"]
-    assert {"load-gateway", "datastorage", "infra"} <= needs["gateway"]
-    assert needs["health"] == {"gateway"}
-    images = g.select(["images"])
-    assert set(images.order) == {"preflight", "cluster", "build-gateway", "build-datastorage",
-                                 "save-gateway", "save-datastorage", "load-gateway",
-                                 "load-datastorage"}
+    assert needs["preload-postgres"] == {"cluster"}
+    assert needs["postgresql"] == {"namespace", "preload-postgres"}
+    assert needs["migrations"] == {"postgresql"}
+    assert needs["datastorage"] == {"crds", "migrations", "redis", "tls", "load-datastorage"}
+    assert needs["gateway"] == {"crds", "datastorage", "tls", "load-gateway"}
+    assert needs["health"] == {"postgresql", "redis", "datastorage", "gateway"}
+    assert set(g.groups()["deploy"]) == {c.name for c in load_config({}).stack.components}

@@ -79,10 +79,10 @@ def test_standin_env_puts_standin_first_on_path(env: dict[str, str], state: Path
 def test_version(env: dict[str, str]) -> None:
     result = kind(env, "version")
     assert result.returncode == 0
-    assert result.stdout.startswith("kind v0.29.0 go1.24.2 linux/")
+    assert result.stdout.startswith("kind v0.32.0 go1.26.2 linux/")
     assert result.stdout.strip().split("/")[-1] in ("amd64", "arm64")
     # like kind, -q reduces it to the bare semver
-    assert kind(env, "version", "-q").stdout == "0.29.0\n"
+    assert kind(env, "version", "-q").stdout == "0.32.0\n"
 
 
 def test_state_dir_is_required(env: dict[str, str]) -> None:
@@ -138,7 +138,7 @@ def test_create_default_cluster_writes_state_and_kubeconfig(env: dict[str, str],
     lines = result.stderr.splitlines()
     assert lines[0] == 'Creating cluster "kind" ...'
     for expected in (
-        " ✓ Ensuring node image (kindest/node:v1.33.1) 🖼",
+        " ✓ Ensuring node image (kindest/node:v1.36.1) 🖼",
         " ✓ Writing configuration 📜",
         " ✓ Starting control-plane 🕹️",
         " ✓ Installing CNI 🔌",

@@ -131,59 +131,142 @@ def test_timeout_path_names_the_pods(world, kubeapi):
     assert "pod gateway-" in str(info.value)
 
 
+def _step(run: RunContext, name: str) -> object:
+    return deploy.run_component(_ctx(run, name))
+
+
 def test_crds_step_applies_and_waits_for_established(world, kubeapi):
     cfg, run = world
     kubeapi.set_crd_established_after(0.5)
-    result = deploy.crds(_ctx(run, "crds"))
-    assert result.value == ["remediationrequests.kubernaut.ai"]
+    result = _step(run, "crds")
+    assert sorted(result.value) == ["actiontypes.kubernaut.ai", "remediationrequests.kubernaut.ai"]
     crd = kubeapi.get("customresourcedefinitions", "remediationrequests.kubernaut.ai")
     assert any(c["type"] == "Established" and c["status"] == "True" for c in crd["status"]["conditions"])
 
 
-def test_infra_generates_password_once_and_never_logs_it(world, kubeapi):
+def test_postgresql_generates_password_once_and_never_logs_it(world, kubeapi):
     cfg, run = world
-    deploy.namespace(_ctx(run, "namespace"))
-    deploy.infra(_ctx(run, "infra"))
-    secret = kubeapi.get("secrets", "postgresql-credentials", NS)
+    kubeapi.script("postgresql", Ready(after=0.2))
+    _step(run, "namespace")
+    _step(run, "postgresql")
+    secret = kubeapi.get("secrets", "postgresql-secret", NS)
     import base64
 
-    password = base64.b64decode(secret["data"]["APP_PASSWORD"]).decode()
+    password = base64.b64decode(secret["data"]["POSTGRES_PASSWORD"]).decode()
     assert len(password) >= 32
-    deploy.infra(_ctx(run, "infra"))  # re-run: same Secret, same password, nothing changed
-    again = kubeapi.get("secrets", "postgresql-credentials", NS)
+    assert password in base64.b64decode(secret["data"]["db-secrets.yaml"]).decode()
+    run.generated.clear()  # a new run reads it back from the cluster
+    _step(run, "postgresql")
+    again = kubeapi.get("secrets", "postgresql-secret", NS)
     assert again["metadata"]["resourceVersion"] == secret["metadata"]["resourceVersion"]
     logs = "".join(p.read_text() for p in run.run_dir.glob("*.log"))
-    assert "postgresql-credentials" in logs and password not in logs
-    assert "unchanged" in (run.run_dir / "infra.log").read_text()
+    assert "postgresql-secret" in logs and password not in logs
+    assert "unchanged" in (run.run_dir / "postgresql.log").read_text()
 
 
-def test_migrations_step_creates_job_and_verifies_tables(world, kubeapi):
+def _migrated(world, kubeapi):  # type: ignore[no-untyped-def]
     cfg, run = world
-    deploy.namespace(_ctx(run, "namespace"))
-    kubeapi.script_job("datastorage-migrations", JobSucceeds(after=0.2, log=MIGRATION_LOG))
-    result = deploy.migrations(_ctx(run, "migrations"))
-    assert result.value == ["audit_events", "resource_action_traces"]
-    cm = kubeapi.get("configmaps", "datastorage-migrations", NS)
-    assert list(cm["data"]) == ["00000001.sql", "00000002.sql"]
-    assert "DROP TABLE" not in "".join(cm["data"].values())
-    # Safe to re-run: the Job is replaced, not conflicting.
-    assert deploy.migrations(_ctx(run, "migrations")).value == ["audit_events", "resource_action_traces"]
+    kubeapi.script("postgresql", Ready(after=0.1))
+    _step(run, "namespace")
+    _step(run, "postgresql")
+    return cfg, run
+
+
+def test_migrations_step_verifies_the_final_schema_and_a_rerun_runs_no_job(world, kubeapi):
+    cfg, run = _migrated(world, kubeapi)
+    kubeapi.script_job("e2e-migrations", JobSucceeds(after=0.2, log=MIGRATION_LOG))
+    result = _step(run, "migrations")
+    assert result.value == ["action_type_catalog", "audit_events", "notification_audit", "retention_operations"]
+    assert "goose version 5" in result.note
+    cm = kubeapi.get("configmaps", "e2e-migrations", NS)
+    assert list(cm["data"]) == ["00000001.sql", "00000002.sql", "00000003.sql", "00000004.sql",
+                                "00000005.notx.sql"]
+    assert cm["metadata"]["annotations"]["e2e.kubernaut.ai/database-volume"] == \
+        kubeapi.get("persistentvolumeclaims", "postgresql-data", NS)["metadata"]["uid"]
+    jobs_before = [r for r in kubeapi.requests if r[0] == "POST" and r[1].endswith("/jobs")]
+    again = _step(run, "migrations")
+    assert again.note.startswith("reused:")
+    assert [r for r in kubeapi.requests if r[0] == "POST" and r[1].endswith("/jobs")] == jobs_before
+    # New migration content: the Job runs again (and replaces the old one).
+    (cfg.source_dir / "migrations" / "006_more.sql").write_text("-- +goose Up\nCREATE TABLE more (id int);\n")
+    kubeapi.script_job("e2e-migrations", JobSucceeds(after=0.1, log=MIGRATION_LOG.replace(
+        "TABLES: ", "TABLES: more,")))
+    third = _step(run, "migrations")
+    assert "more" in third.value and not third.note.startswith("reused")
 
 
 def test_migrations_step_fails_when_a_table_is_missing(world, kubeapi):
-    cfg, run = world
-    deploy.namespace(_ctx(run, "namespace"))
-    kubeapi.script_job("datastorage-migrations", JobSucceeds(after=0.1, log="TABLES: audit_events\n"))
-    with pytest.raises(StepFailed, match="missing: resource_action_traces"):
-        deploy.migrations(_ctx(run, "migrations"))
+    cfg, run = _migrated(world, kubeapi)
+    kubeapi.script_job("e2e-migrations", JobSucceeds(after=0.1, log="TABLES: audit_events\n"))
+    with pytest.raises(StepFailed, match="missing: action_type_catalog, notification_audit, retention_operations"):
+        _step(run, "migrations")
 
 
-def test_health_fails_when_the_port_does_not_answer_200(world, kubeapi, health_ports):
+def test_tls_generates_once_writes_the_ca_and_regenerates_what_is_missing(world, kubeapi):
+    from kubernaut_e2e import tls
+
     cfg, run = world
+    _step(run, "namespace")
+    first = _step(run, "tls")
+    assert first.note.startswith("generated (no CA yet)")
+    ca = cfg.ca_file.read_text()
+    assert oct(cfg.ca_file.stat().st_mode & 0o777) == "0o600"
+    assert kubeapi.get("configmaps", "inter-service-ca", NS)["data"]["ca.crt"] == ca
+    import base64
+
+    leaf = base64.b64decode(kubeapi.get("secrets", "datastorage-tls", NS)["data"]["tls.crt"]).decode()
+    tls.verify_chain(ca, leaf, "data-storage-service.kubernaut-system.svc")
+    tls.verify_chain(ca, leaf, "127.0.0.1")
+    assert _step(run, "tls").note.startswith("reused")
+    assert first.value == _step(run, "tls").value == tls.ca_fingerprint(ca)
+    Kube(cfg.kubeconfig).delete("Secret", "gateway-tls", NS)
+    regenerated = _step(run, "tls")
+    assert "missing gateway-tls" in regenerated.note and regenerated.value != first.value
+    key = base64.b64decode(kubeapi.get("secrets", "datastorage-tls", NS)["data"]["tls.key"]).decode()
+    logs = "".join(p.read_text() for p in run.run_dir.glob("*.log"))
+    assert "BEGIN" not in logs and key.splitlines()[1] not in logs
+
+
+def test_actiontypes_get_their_status_once(world, kubeapi):
+    cfg, run = world
+    kubeapi.set_crd_established_after(0.1)
+    _step(run, "crds")
+    _step(run, "namespace")
+    result = _step(run, "actiontypes")
+    assert "status set on 11" in result.note
+    items = kubeapi.objects("actiontypes", NS)
+    assert len(items) == 11
+    assert all(i["status"] == {"registered": True, "catalogStatus": "Active", "registeredBy": "kubernaut-e2e"}
+               for i in items)
+    writes = len([r for r in kubeapi.requests if r[0] in ("PATCH", "POST", "PUT")])
+    again = _step(run, "actiontypes")
+    assert "status set" not in again.note
+    # Server-side apply of unchanged objects is one PATCH each; no status write on top.
+    assert len([r for r in kubeapi.requests if r[0] in ("PATCH", "POST", "PUT")]) == writes + 11
+
+
+def test_health_fails_when_the_port_does_not_answer_200(world, kubeapi):
+    import http.server
+    import threading
     from dataclasses import replace
 
-    health_ports["gateway"].status = 503
-    run.cfg = replace(cfg, gateway_host_port=health_ports["gateway"].server_address[1],
-                      datastorage_host_port=health_ports["datastorage"].server_address[1], health_timeout=2)
-    with pytest.raises(StepFailed, match="HTTP 503"):
-        deploy.health(_ctx(run, "health"))
+    class Unready(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(503 if self.path == "/readyz" else 200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Unready)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg, run = world
+        port = server.server_address[1]
+        run.cfg = replace(cfg, host_ports={**cfg.host_ports, "gateway-health": port, "datastorage-health": port},
+                          health_timeout=2)
+        with pytest.raises(StepFailed, match=rf"http://127.0.0.1:{port}/readyz -> HTTP 503"):
+            deploy.health(_ctx(run, "health"))
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Project
+from tests.conftest import PRELOAD_IMAGES, ROOT, Project
 from tests.kindstate import clusters, read_calls, set_behaviour
 
 FAULTS = ROOT / "tests" / "faults"
@@ -65,24 +65,27 @@ def _archives(project: Project) -> list[Path]:
 
 # --- fault-injection matrix --------------------------------------------------------------------
 
+#: Our images and the stack's third-party images are both saved and loaded: a save or load fault
+#: may hit either kind of step first.
+_SAVES, _LOADS = ("save-", "preload-"), ("load-", "preload-")
 MATRIX = [
-    # (fault, mode, the step that must fail, what its message says)
-    ("podman info", "exit", "preflight", "exited with code 3"),
-    ("kind get", "exit", "cluster", "exited with code 3"),
-    ("kind create", "kill", "cluster", "killed by SIGKILL"),
-    ("kind create", "hang", "cluster", "timed out after 4s"),
-    ("podman build", "exit", "build-", "exited with code 3"),
-    ("podman build", "kill", "build-", "killed by SIGKILL"),
-    ("podman build", "hang", "build-", "timed out after 4s"),
-    ("podman save", "exit", "save-", "exited with code 3"),
-    ("podman save", "hang", "save-", "timed out after 4s"),
-    ("kind load", "exit", "load-", "exited with code 3"),
-    ("kind load", "kill", "load-", "killed by SIGKILL"),
+    # (fault, mode, the step that must fail (name prefixes), what its message says)
+    ("podman info", "exit", ("preflight",), "exited with code 3"),
+    ("kind create", "kill", ("cluster",), "killed by SIGKILL"),
+    ("kind create", "hang", ("cluster",), "timed out after 4s"),
+    ("podman build", "exit", ("build-",), "exited with code 3"),
+    ("podman build", "kill", ("build-",), "killed by SIGKILL"),
+    ("podman build", "hang", ("build-",), "timed out after 4s"),
+    ("podman save", "exit", _SAVES, "exited with code 3"),
+    ("podman save", "hang", _SAVES, "timed out after 4s"),
+    ("kind load", "exit", _LOADS, "exited with code 3"),
+    ("kind load", "kill", _LOADS, "killed by SIGKILL"),
 ]
 
 
 @pytest.mark.parametrize("fault, mode, step, says", MATRIX, ids=[f"{f}:{m}" for f, m, _, _ in MATRIX])
-def test_each_command_failing(project: Project, tmp_path: Path, fault: str, mode: str, step: str, says: str):
+def test_each_command_failing(project: Project, tmp_path: Path, fault: str, mode: str, step: tuple[str, ...],
+                              says: str):
     env = _faulty(project, f"{fault}:{mode}", tmp_path, INVOKE_E2E_COMMAND_TIMEOUT="4")
     started = time.monotonic()
     result = project.run("e2e.up", "--only", "images", extra_env=env, timeout=120)
@@ -98,6 +101,13 @@ def test_each_command_failing(project: Project, tmp_path: Path, fault: str, mode
     assert not _archives(project)
     _no_leftover_processes(tmp_path / "pids")
     assert "gateway" not in "".join(p.name for p in project.state.glob("locks/*.lock") if p.read_text())
+
+
+def test_kind_that_does_not_answer_stops_up_in_preflight(project: Project, tmp_path: Path):
+    result = project.run("e2e.up", "--only", "images", extra_env=_faulty(project, "kind get:exit", tmp_path))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip() == "e2e.up: preflight: kind does not answer: `kind get clusters` exited with code 3"
+    assert not (project.state / "runs").exists()
 
 
 # --- interrupts ------------------------------------------------------------------------------
@@ -186,11 +196,15 @@ def test_stale_lock_is_taken_over_with_a_warning(project: Project):
 # --- resume -----------------------------------------------------------------------------------
 
 def test_rerun_after_failed_load_resumes_without_rebuilding(project: Project):
-    set_behaviour(project.kind_state, fail={"load image-archive": {
+    # The cluster takes a while, so the builds are done when the first load fails.
+    set_behaviour(project.kind_state, delay={"create cluster": 4.0}, fail={"load image-archive": {
         "exit": 1, "message": "ERROR: failed to load image: transient", "times": 1}})
     first = project.run("e2e.up", "--only", "images")
     assert first.returncode == 1
+    first_notes = {s["name"]: s["status"] for s in project.timings()["steps"]}
+    assert first_notes["build-gateway"] == first_notes["build-datastorage"] == "done", first_notes
     second = project.run("e2e.up", "--only", "images")
+    first_end = max(c["end"] for c in project.kind_calls())
     assert second.returncode == 0, second.stdout + second.stderr
     steps = {s["name"]: s for s in project.timings()["steps"]}
     assert steps["cluster"]["note"] == "reused existing cluster"
@@ -199,13 +213,29 @@ def test_rerun_after_failed_load_resumes_without_rebuilding(project: Project):
     run_dir = project.last_run_dir()
     assert "$ podman build" not in (run_dir / "build-gateway.log").read_text()
     cluster = project.env["INVOKE_E2E_CLUSTER_NAME"]
-    assert sorted(clusters(project.kind_state)[cluster]["images"]) == sorted(project.images.values())
-    # A third run also skips the loads: the node already has these exact images.
+    assert sorted(clusters(project.kind_state)[cluster]["images"]) == sorted([*project.images.values(),
+                                                                               *PRELOAD_IMAGES])
+    # A third run also skips the saves and loads: the node already has these exact images.
     third = project.run("e2e.up", "--only", "images")
     assert third.returncode == 0
     notes = {s["name"]: s["note"] for s in project.timings()["steps"]}
+    assert notes["save-gateway"] == "reused: the cluster has this image"
     assert notes["load-gateway"] == "reused: already in the cluster"
+    assert notes["preload-redis"] == "reused: already in the cluster"
     assert "reused" in third.stdout
+    assert not [c for c in project.kind_calls() if c["start"] > first_end and c["argv"][0] == "load"][3:]
+
+
+def test_save_skipped_for_the_old_cluster_is_done_for_a_new_one(project: Project):
+    # The cluster is recreated while the save step still sees the old cluster's record: the
+    # load step must notice the archive is missing and save the image itself.
+    assert project.run("e2e.up", "--only", "images").returncode == 0
+    set_behaviour(project.kind_state, delay={"create cluster": 2.0})
+    again = project.run("e2e.up", "--only", "images", "--recreate")
+    assert again.returncode == 0, again.stdout + again.stderr
+    cluster = project.env["INVOKE_E2E_CLUSTER_NAME"]
+    assert sorted(clusters(project.kind_state)[cluster]["images"]) == sorted([*project.images.values(),
+                                                                               *PRELOAD_IMAGES])
 
 
 def test_changed_source_is_rebuilt(project: Project):

@@ -33,7 +33,11 @@ def test_passing_suite_counts_env_and_junit(project: Project, tmp_path: Path):
     assert "PASS TestGatewayE2E" in result.stdout  # streamed progress
     seen = json.loads((tmp_path / "suite-env.json").read_text())
     assert seen["KUBECONFIG"] == str(kubeconfig)
-    assert seen["GATEWAY_URL"] == "http://localhost:30091"
+    assert seen["GATEWAY_URL"] == f"http://127.0.0.1:{project.host_ports['gateway-api']}"
+    assert seen["TEST_DATA_STORAGE_URL"] == f"https://127.0.0.1:{project.host_ports['datastorage-api']}"
+    assert seen["INTER_SERVICE_CA_FILE"] == str(kubeconfig.parent / "inter-service-ca.pem")
+    # The suite is always told to keep its cluster: it must never delete ours.
+    assert seen["SKIP_CLEANUP"] == "true" and seen["KEEP_CLUSTER"] == "true"
     suite = json.loads((project.last_run_dir() / "suite.json").read_text())
     assert (suite["passed"], suite["failed"], suite["skipped"]) == (4, 0, 0)
     assert suite["specs"]["passed"] == 5
@@ -64,16 +68,45 @@ def test_test_without_cluster_is_exit_2(project: Project, tmp_path: Path):
     assert not (project.state / "runs").exists()
 
 
-def _ci_env(project: Project, kubeapi, health_ports, scenario: str, tmp_path: Path) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    kubeapi.script_job("datastorage-migrations", JobSucceeds(after=0.2, log=MIGRATION_LOG))
-    return {"KIND_STANDIN_API_SERVER": kubeapi.url,
-            "INVOKE_E2E_GATEWAY_HOST_PORT": str(health_ports["gateway"].server_address[1]),
-            "INVOKE_E2E_DATASTORAGE_HOST_PORT": str(health_ports["datastorage"].server_address[1]),
-            **_suite_env(project, scenario, tmp_path)}
+def test_a_suite_that_builds_its_own_environment_is_refused_before_anything(project: Project, tmp_path: Path):
+    _fake_cluster(project)
+    env = {**_suite_env(project, "pass", tmp_path),
+           "INVOKE_E2E_TEST_COMMAND": f"{FAKE_SUITE} ./test/e2e/gateway/..."}
+    result = project.run("e2e.test", extra_env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1
+    assert "stands up its own environment (test/e2e/gateway/gateway_e2e_suite_test.go:12: " \
+           "SetupGatewayInfrastructureParallel)" in line
+    assert "--suite-reuses-env" in line and "make test-e2e-gateway" in line
+    assert not (tmp_path / "suite-env.json").exists() and not (project.state / "runs").exists()
 
 
-def test_ci_passing_run_cleans_up_and_summarises(project: Project, kubeapi, health_ports, tmp_path: Path):
-    result = project.run("e2e.ci", extra_env=_ci_env(project, kubeapi, health_ports, "pass", tmp_path))
+def test_suite_reuses_env_writes_the_two_files_it_reads_and_runs(project: Project, tmp_path: Path):
+    kubeconfig = _fake_cluster(project)
+    (kubeconfig.parent / "inter-service-ca.pem").write_text("-----BEGIN CERTIFICATE-----\nx\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**_suite_env(project, "pass", tmp_path), "HOME": str(home),
+           "INVOKE_E2E_TEST_COMMAND": f"{FAKE_SUITE} ./test/e2e/gateway/..."}
+    result = project.run("e2e.test", "--suite-reuses-env", extra_env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    written = home / ".kube" / "gateway-e2e-config"
+    assert written.read_text() == kubeconfig.read_text() and oct(written.stat().st_mode & 0o777) == "0o600"
+    assert (home / ".kube" / "inter-service-ca.pem").read_text().startswith("-----BEGIN CERTIFICATE")
+    assert f"wrote {written}" in result.stdout
+    # Nothing else in the home folder: those two are the only writes outside the state dir.
+    assert sorted(p.relative_to(home).as_posix() for p in home.rglob("*")) == [
+        ".kube", ".kube/gateway-e2e-config", ".kube/inter-service-ca.pem"]
+
+
+def _ci_env(project: Project, kubeapi, scenario: str, tmp_path: Path) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    kubeapi.script_job("e2e-migrations", JobSucceeds(after=0.2, log=MIGRATION_LOG))
+    return {"KIND_STANDIN_API_SERVER": kubeapi.url, **_suite_env(project, scenario, tmp_path)}
+
+
+def test_ci_passing_run_cleans_up_and_summarises(project: Project, kubeapi, tmp_path: Path):
+    result = project.run("e2e.ci", extra_env=_ci_env(project, kubeapi, "pass", tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((project.last_run_dir() / "ci.json").read_text())
     assert summary["passed"] and summary["tests"]["passed"] == 4
@@ -85,8 +118,8 @@ def test_ci_passing_run_cleans_up_and_summarises(project: Project, kubeapi, heal
     assert "e2e.ci summary" in result.stdout and "PASSED" in result.stdout
 
 
-def test_ci_failing_suite_diagnoses_and_keeps_with_keep(project: Project, kubeapi, health_ports, tmp_path: Path):
-    result = project.run("e2e.ci", "--keep", extra_env=_ci_env(project, kubeapi, health_ports, "mixed", tmp_path))
+def test_ci_failing_suite_diagnoses_and_keeps_with_keep(project: Project, kubeapi, tmp_path: Path):
+    result = project.run("e2e.ci", "--keep", extra_env=_ci_env(project, kubeapi, "mixed", tmp_path))
     assert result.returncode == 1, result.stdout + result.stderr
     run_dir = project.last_run_dir()
     assert (run_dir / "diagnose" / "findings.json").exists()
