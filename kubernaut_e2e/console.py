@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from kubernaut_e2e import kind, podman
+from kubernaut_e2e import kind, podman, timeline
 from kubernaut_e2e.scheduler import CANCELLED, DONE, FAILED, INTERRUPTED, RUNNING, SKIPPED, StepRecord
-from kubernaut_e2e.timeline import plain_text
 from kubernaut_e2e.timings import summarise
 
 _MARK = {DONE: "done", FAILED: "FAILED", CANCELLED: "cancelled", SKIPPED: "skipped", RUNNING: "running",
@@ -40,7 +39,7 @@ def trim_line(raw: str, width: int = 80) -> str:
     """One output line as a status column shows it: what a terminal would leave after its
     carriage returns, no colour codes or control characters, one space between words, at most
     `width` characters."""
-    text = " ".join(plain_text(raw.rstrip("\r\n").split("\r")[-1]).split())
+    text = " ".join(timeline.plain_text(raw.rstrip("\r\n").split("\r")[-1]).split())
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -296,8 +295,6 @@ def print_summary(records: Mapping[str, StepRecord], run_dir: Path, stream: Text
 def print_timeline(document: Mapping[str, Any], picture: Path | None, stream: TextIO | None = None) -> None:
     """The end-of-run picture in text: a bar per step, this run against past runs, and where
     the SVG timeline is. Drawn from the timings document, like timeline.svg."""
-    from kubernaut_e2e import timeline
-
     stream = stream or sys.stdout
     width = shutil.get_terminal_size((100, 24)).columns if stream.isatty() else 100
     encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
