@@ -215,8 +215,9 @@ def svg(document: Mapping[str, Any], axis_width: int = 640) -> str:
             out.append(f'<rect x="{bx:.1f}" y="{y + 2}" width="{bw:.1f}" height="{_BAR}" rx="2" '
                        f'fill="{fill}"{stroke}/>')
             right = bx + bw
+        took = f"{b.duration:.1f}s" if b.duration is not None else ""
         label = _first_line(b.error) if b.error and b.status != "done" else (
-            "reused" if b.reused else f"{b.duration:.1f}s" if b.duration is not None else b.status)
+            f"reused, {took}" if b.reused else took or b.status)
         colour = COLOURS["failed"] if b.status == "failed" else "#424242"
         out.append(f'<text x="{right + 6:.1f}" y="{y + _BAR - 3}" fill="{colour}">{_t(label)}</text>')
         out.append("</g>")
