@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from kubernaut_e2e import history, timeline
 from kubernaut_e2e import preflight as preflight_checks
 from kubernaut_e2e.checklist import checklist
 from kubernaut_e2e.config import SERVICES, E2EConfig
@@ -100,9 +101,12 @@ def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: preflight_checks.
     echo = (lambda line: print(redactor.redact(line), file=out, flush=True))
     runner = LocalRunner(cancellation, dry=opts.dry, echo=echo, redactor=redactor)
     run_dir = cfg.runs_dir / "dry-run" if opts.dry else (opts.run_dir or new_run_dir(cfg))
+    # Past runs' step durations rank the ready steps (longest remaining path first).
+    weights = history.estimates(history.load(history.path_in(cfg.state_dir)), graph.order)
+    reporter = console.PlainReporter(out) if opts.dry else console.make_reporter(graph.order, out)
     run = RunContext(cfg, tools, runner, run_dir, cancellation, dry=opts.dry,
                      recreate=opts.recreate, echo=echo, redactor=redactor,
-                     selected=frozenset(graph.steps))
+                     selected=frozenset(graph.steps), on_output=reporter.step_output)
 
     def execute(step: Step) -> object:
         try:
@@ -117,12 +121,11 @@ def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: preflight_checks.
         return result
 
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    reporter = console.PlainReporter(out) if opts.dry else console.make_reporter(graph.order, out)
     interrupted = False
     with signals_as_interrupts(cancellation):
         try:
             records = run_graph(graph, execute, jobs=opts.jobs, keep_going=opts.keep_going,
-                                cancellation=cancellation, reporter=reporter)
+                                cancellation=cancellation, reporter=reporter, weights=weights)
         except GraphInterrupted as stop:
             interrupted, records = True, stop.records
         finally:
@@ -140,8 +143,12 @@ def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: preflight_checks.
     checks = checklist(records, cfg.time_budget) if "health" in graph.steps and not interrupted else []
     if checks:
         extra["checklist"] = [c.to_dict() for c in checks]
-    write_timings(run_dir / "timings.json", timings_document(records, started_at, run_dir, extra))
+    document = timings_document(records, started_at, run_dir, extra)
+    document["history"] = history.update(cfg.state_dir, document)
+    write_timings(run_dir / "timings.json", document)
+    (run_dir / timeline.FILE_NAME).write_text(timeline.svg(document))
     console.print_summary(records, run_dir, out)
+    console.print_timeline(document, run_dir / timeline.FILE_NAME, out)
     if checks:
         console.print_checklist(checks, out)
     if interrupted:
