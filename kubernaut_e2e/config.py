@@ -20,6 +20,9 @@ from kubernaut_e2e.errors import UsageError
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: The project checkout (where tasks.py lives): relative config paths are taken from here.
 PROJECT_ROOT = PACKAGE_DIR.parent
+#: Invoke config key (beside `e2e:`) naming another folder for relative paths: the installed
+#: `kubernaut-e2e` command sets it to where the user stands (see cli.py).
+PATHS_ROOT_KEY = "e2e_paths_root"
 
 #: The services whose images this project builds, in a fixed order.
 SERVICES = ("gateway", "datastorage")
@@ -231,7 +234,8 @@ def load_config(
     """Validate Invoke's merged `e2e` config plus flag overrides (None means "not given").
 
     Relative paths are taken relative to `root` (the project), not the current directory,
-    so `invoke` behaves the same from any subfolder.
+    so `invoke` behaves the same from any subfolder. A path left at its default (which points
+    into this project, like the stack's Dockerfiles) stays relative to the project.
     """
     unknown = sorted(set(raw) - set(DEFAULTS))
     if unknown:
@@ -245,8 +249,15 @@ def load_config(
     _check_values(values)
     for key in ("source_dir", "dockerfile_dir", "kind_config", "state_dir"):
         path = Path(values[key]).expanduser()
-        values[key] = path if path.is_absolute() else (root / path).resolve()
+        base = PROJECT_ROOT if values[key] == DEFAULTS[key] else root
+        values[key] = path if path.is_absolute() else (base / path).resolve()
     return E2EConfig(**values)
+
+
+def paths_root(invoke_config: Mapping[str, Any]) -> Path:
+    """The folder relative paths are taken from: the project, unless PATHS_ROOT_KEY says otherwise."""
+    value = invoke_config.get(PATHS_ROOT_KEY)
+    return Path(value) if value else PROJECT_ROOT
 
 
 def config_fields() -> tuple[str, ...]:
