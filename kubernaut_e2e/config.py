@@ -234,8 +234,7 @@ def load_config(
     """Validate Invoke's merged `e2e` config plus flag overrides (None means "not given").
 
     Relative paths are taken relative to `root` (the project), not the current directory,
-    so `invoke` behaves the same from any subfolder. A path left at its default (which points
-    into this project, like the stack's Dockerfiles) stays relative to the project.
+    so `invoke` behaves the same from any subfolder.
     """
     unknown = sorted(set(raw) - set(DEFAULTS))
     if unknown:
@@ -249,8 +248,7 @@ def load_config(
     _check_values(values)
     for key in ("source_dir", "dockerfile_dir", "kind_config", "state_dir"):
         path = Path(values[key]).expanduser()
-        base = PROJECT_ROOT if values[key] == DEFAULTS[key] else root
-        values[key] = path if path.is_absolute() else (base / path).resolve()
+        values[key] = path if path.is_absolute() else (root / path).resolve()
     return E2EConfig(**values)
 
 

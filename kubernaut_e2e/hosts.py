@@ -169,11 +169,16 @@ def preflight_host(spec: HostSpec, options: SSHOptions, *, folder: str, tools: S
 
     connection = open_connection(spec, options)
     try:
-        code, out, err = run_simple(connection, probe_argv(folder, tools), timeout=options.connect_timeout * 3)
-        if code != 0:
-            raise UsageError(f"host {spec.label}: the preflight probe failed "
-                             f"(exit {code}): {(err or out).strip().splitlines()[-1:] or ''}")
-        facts = parse_probe(out)
+        try:
+            probe = run_simple(connection, probe_argv(folder, tools), timeout=options.connect_timeout * 3)
+        except TimeoutError:
+            raise UsageError(f"host {spec.label}: the preflight probe got no answer within "
+                             f"{options.connect_timeout * 3:g}s") from None
+        if probe.returncode != 0:
+            last = ((probe.stderr or probe.stdout).strip().splitlines() or [""])[-1]
+            raise UsageError(f"host {spec.label}: the preflight probe (POSIX sh, uname, df) failed "
+                             f"with exit {probe.returncode}: {last}")
+        facts = parse_probe(probe.stdout)
         problems = host_problems(spec.label, facts, folder=folder, min_free_bytes=min_free_bytes)
         if problems:
             raise UsageError("\n".join(problems))

@@ -159,6 +159,9 @@ def open_connection(spec: HostSpec, options: SSHOptions) -> Connection:
         if "not found in known_hosts" in str(exc):
             raise UsageError(f"{label}: not in {known} and strict host key checking is on "
                              f"(connect once with ssh to add it)") from None
+        if "banner" in str(exc) or "No existing session" in str(exc):  # the handshake never came
+            raise UsageError(f"{label}: no SSH answer from {where} within {options.connect_timeout:g}s "
+                             "(is that an SSH server?)") from None
         raise UsageError(f"{label}: SSH handshake with {where} failed: {exc}") from None
     except socket.gaierror:
         raise UsageError(f"{label}: cannot resolve host name {connection.host!r}") from None

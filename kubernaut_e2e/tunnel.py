@@ -112,8 +112,8 @@ class _Listener:
 
     def close(self) -> None:
         self.stop.set()
+        self.thread.join(timeout=2)  # it polls `stop` every 0.2 s
         self.sock.close()
-        self.thread.join(timeout=2)
         with self.lock:
             things, workers = list(self.open), list(self.threads)
         for thing in things:
