@@ -175,3 +175,22 @@ def test_a_lost_connection_kills_the_remote_process_group(sshd: SSHServer):
         client.kill()
         client.wait()
     assert wait_group_gone(pgid), f"process group {pgid} survived its client"
+
+
+def test_steps_in_parallel_threads_share_one_connection(ssh_connection):
+    # The scheduler runs steps in threads: their commands overlap on the one SSH connection.
+    runner = _runner(ssh_connection)
+    spans: dict[int, tuple[float, float, str]] = {}
+
+    def step(i: int) -> None:
+        started = time.monotonic()
+        out = runner.run(["sh", "-c", f"sleep 1; echo step-{i}"], capture=True).stdout
+        spans[i] = (started, time.monotonic(), out)
+
+    threads = [threading.Thread(target=step, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert {i: out for i, (_, _, out) in spans.items()} == {i: f"step-{i}\n" for i in range(4)}
+    assert max(s for s, _, _ in spans.values()) < min(e for _, e, _ in spans.values()), "the commands did not overlap"
