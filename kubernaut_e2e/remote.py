@@ -49,10 +49,10 @@ _MARK = "@kubernaut-e2e "
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 #: The remote side of every command, POSIX sh, given as `sh -c WRAPPER sh CWD TENTHS NENV
-#: [NAME=VALUE...] ARGV...` (all quoted by shlex.join; TENTHS is the grace in 0.1 s). It checks the folder and the command,
-#: starts the command in a session of its own (a background job is not a group leader, so
-#: `setsid` does not fork and the printed $$ is the command's pid, session and group id), and
-#: leaves a watchdog reading the SSH channel's stdin: when that closes while the command still
+#: [NAME=VALUE...] ARGV...` (all quoted by shlex.join; TENTHS is the grace in 0.1 s). It checks
+#: the folder and the command, starts the command in a session of its own (a background job is
+#: not a group leader, so `setsid` does not fork and the printed $$ is the command's pid, session
+#: and group id), and leaves a watchdog reading the SSH channel's stdin: when that closes while the command still
 #: runs (the client is gone), the watchdog sends TERM, waits up to the grace, sends KILL.
 WRAPPER = r"""
 d=$1 g=$2 n=$3
@@ -165,7 +165,7 @@ def open_connection(spec: HostSpec, options: SSHOptions) -> Connection:
         raise UsageError(f"{label}: SSH handshake with {where} failed: {exc}") from None
     except socket.gaierror:
         raise UsageError(f"{label}: cannot resolve host name {connection.host!r}") from None
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:  # socket.timeout is TimeoutError
         raise UsageError(f"{label}: no answer from {where} within {options.connect_timeout:g}s") from None
     except paramiko.ssh_exception.NoValidConnectionsError:
         raise UsageError(f"{label}: cannot connect to {where}: connection refused (is sshd running there, "
@@ -216,9 +216,10 @@ def run_simple(connection: Connection, argv: Sequence[str], *, input: Iterable[b
 
     try:
         channel.exec_command(shlex.join(argv))
+        ended = False  # the command stopped reading (it failed early): its status says why
         for chunk in input:
             view = memoryview(chunk)
-            while view:
+            while view and not ended:
                 stop_if_due()
                 if channel.send_ready():
                     n = channel.send(view[:65536])
@@ -226,8 +227,9 @@ def run_simple(connection: Connection, argv: Sequence[str], *, input: Iterable[b
                     sent += n
                 else:
                     pump(0.05)
-                if channel.exit_status_ready() and not channel.recv_ready():
-                    break  # the command ended early: its status says why
+                ended = channel.exit_status_ready() or channel.closed
+            if ended:
+                break
         channel.shutdown_write()
         while not (channel.exit_status_ready() and channel.eof_received
                    and not channel.recv_ready() and not channel.recv_stderr_ready()):
@@ -335,13 +337,18 @@ class RemoteRunner:
             if on_line is not None and (stdout or not capture):
                 on_line(line)
 
-        channel = self.connection.create_session()
-        channel.set_combine_stderr(not capture)
+        try:
+            channel = self.connection.create_session()
+            channel.set_combine_stderr(not capture)
+            channel.exec_command(command)
+        except Exception as exc:  # noqa: BLE001 - the connection is gone (paramiko or socket errors)
+            sink.close()
+            raise CommandFailed(CommandResult(argv, 255, "", 0.0), log, "",
+                                f"could not be started on {self.label}: {exc or type(exc).__name__}") from None
         stopping: tuple[str, float] | None = None  # (why, when KILL is due)
         killed = False
         timed_out = False
         try:
-            channel.exec_command(command)
             deadline = None if timeout is None else started + timeout
             while True:
                 if channel.recv_ready():
@@ -374,11 +381,15 @@ class RemoteRunner:
                 if channel.closed:
                     break
                 select.select([channel], [], [], 0.1)
-        except BaseException:
+        except BaseException as exc:
             # Ctrl-C in this thread, or the connection failed: stop the command on the host.
             self._stop_group(state["pgid"], grace)
             channel.close()
+            sink.write(f"# stopped after {time.monotonic() - started:.1f}s on {self.label}: {type(exc).__name__}\n")
             sink.close()
+            if isinstance(exc, Exception):
+                raise CommandFailed(CommandResult(argv, 255, "", time.monotonic() - started), log, _tail(log),
+                                    f"lost the connection to {self.label}: {exc or type(exc).__name__}") from None
             raise
         for line in out_lines.rest():
             emit(line, stdout=True)

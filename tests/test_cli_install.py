@@ -105,7 +105,8 @@ def test_the_commands_config_file_is_read_where_the_user_stands(venv: Path, tmp_
     (tmp_path / "kubernaut-e2e.yaml").write_text("e2e:\n  jobs: [1, 2\n")
     broken = _run(venv, "plan", cwd=tmp_path)
     assert broken.returncode == 2 and broken.stdout == ""
-    assert broken.stderr.strip().startswith("kubernaut-e2e: ") and "kubernaut-e2e.yaml: not valid YAML (line 3)" in broken.stderr
+    assert broken.stderr.strip().startswith("kubernaut-e2e: ")
+    assert "kubernaut-e2e.yaml: not valid YAML (line 3)" in broken.stderr
     assert len(broken.stderr.strip().splitlines()) == 1
 
 

@@ -17,7 +17,14 @@ from kubernaut_e2e.errors import Cancelled
 from kubernaut_e2e.redact import Redactor
 from kubernaut_e2e.remote import WRAPPER, RemoteRunner, remote_command
 from kubernaut_e2e.runner import Cancellation, CommandFailed
-from tests.sshd import SSHServer, process_group_alive, ssh_connection, sshd, wait_group_gone  # noqa: F401
+from tests.sshd import (  # noqa: F401
+    SSHServer,
+    process_group_alive,
+    ssh_connection,
+    sshd,
+    start_sshd,
+    wait_group_gone,
+)
 
 
 def _runner(connection, **kwargs) -> RemoteRunner:  # type: ignore[no-untyped-def]
@@ -194,3 +201,14 @@ def test_steps_in_parallel_threads_share_one_connection(ssh_connection):
         thread.join(30)
     assert {i: out for i, (_, _, out) in spans.items()} == {i: f"step-{i}\n" for i in range(4)}
     assert max(s for s, _, _ in spans.values()) < min(e for _, e, _ in spans.values()), "the commands did not overlap"
+
+
+def test_a_host_that_went_away_is_a_command_failure_naming_it(tmp_path: Path):
+    # Fabric reopens a closed connection by itself; when the host is gone too, the step fails.
+    with start_sshd(tmp_path / "sshd") as server:
+        connection = server.connect()
+        runner = _runner(connection)
+        assert runner.run(["true"]).ok
+    connection.close()
+    with pytest.raises(CommandFailed, match=r"`true` could not be started on root@127\.0\.0\.1:\d+: "):
+        runner.run(["true"], log=tmp_path / "step.log")

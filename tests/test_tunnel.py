@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from urllib3.exceptions import MaxRetryError
 
 from kubernaut_e2e.errors import UsageError
 from kubernaut_e2e.tunnel import Forward, api_server, tunnel_kubeconfig, tunnels, write_tunnel_kubeconfig
@@ -143,7 +144,7 @@ def test_the_kubernetes_client_reaches_the_api_server_through_the_tunnel(ssh_con
         assert "default" in names
     kube = Kube(local, request_timeout=3)
     try:
-        with pytest.raises(Exception):  # the tunnel is closed: the copy reaches nothing
+        with pytest.raises(MaxRetryError):  # the tunnel is closed: the copy reaches nothing
             kube.request("GET", "/api/v1/namespaces")
     finally:
         kube.close()
