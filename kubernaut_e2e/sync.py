@@ -252,13 +252,22 @@ def sync_tree(connection: Connection, source: Path, remote_dir: str, record: Pat
     `record` is a local file (written 0600) remembering what the last sync sent to that host
     folder; without it, or when the remote folder's marker does not match it, the folder is
     rebuilt. Returns the bytes sent: 0 for an unchanged tree, about one file for a one-file
-    change (compressed).
+    change (compressed). A failure on the host (or `timeout` seconds per remote command) is a
+    SyncFailed; the next sync then rebuilds the folder.
     """
-    from kubernaut_e2e.remote import run_simple
-
     remote_dir = check_remote_dir(remote_dir)
     if not source.is_dir():
         raise UsageError(f"source folder {source} does not exist")
+    try:
+        return _sync(connection, source, remote_dir, record, timeout, cancellation)
+    except TimeoutError as exc:
+        raise SyncFailed(f"sending {source} to {remote_dir} on {connection.host}: {exc}") from None
+
+
+def _sync(connection: Connection, source: Path, remote_dir: str, record: Path, timeout: float | None,
+          cancellation: Cancellation | None) -> SyncResult:
+    from kubernaut_e2e.remote import run_simple
+
     previous = _load_record(record)
     if previous is not None and previous.remote_dir != remote_dir:
         previous = None
