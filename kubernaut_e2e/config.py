@@ -20,6 +20,9 @@ from kubernaut_e2e.errors import UsageError
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: The project checkout (where tasks.py lives): relative config paths are taken from here.
 PROJECT_ROOT = PACKAGE_DIR.parent
+#: Invoke config key (beside `e2e:`) naming another folder for relative paths: the installed
+#: `kubernaut-e2e` command sets it to where the user stands (see cli.py).
+PATHS_ROOT_KEY = "e2e_paths_root"
 
 #: The services whose images this project builds, in a fixed order.
 SERVICES = ("gateway", "datastorage")
@@ -247,6 +250,12 @@ def load_config(
         path = Path(values[key]).expanduser()
         values[key] = path if path.is_absolute() else (root / path).resolve()
     return E2EConfig(**values)
+
+
+def paths_root(invoke_config: Mapping[str, Any]) -> Path:
+    """The folder relative paths are taken from: the project, unless PATHS_ROOT_KEY says otherwise."""
+    value = invoke_config.get(PATHS_ROOT_KEY)
+    return Path(value) if value else PROJECT_ROOT
 
 
 def config_fields() -> tuple[str, ...]:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 #: The image label that records the hash; also what the build step compares against.
 LABEL = "io.kubernaut.e2e.inputs"
-_SKIP_DIRS = {".git", ".e2e", "node_modules", "__pycache__"}
+#: Folders that are no input of a build (also not sent to a remote host by sync.py).
+SKIP_DIRS = frozenset({".git", ".e2e", "node_modules", "__pycache__"})
 
 
 def build_inputs(dockerfile: Path, context: Path, build_args: Mapping[str, str]) -> str:
@@ -22,7 +23,7 @@ def build_inputs(dockerfile: Path, context: Path, build_args: Mapping[str, str])
     for key in sorted(build_args):
         h.update(f"\0arg {key}={build_args[key]}".encode())
     for root, dirs, files in os.walk(context):
-        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
         for name in sorted(files):
             path = Path(root) / name
             try:
