@@ -156,7 +156,7 @@ def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: preflight_checks.
 
 def _explain_failed_commands(records: dict[str, Any], run_dir: Path) -> None:
     """Match a failed step's log against the knowledge base (e.g. a corrupt podman store)."""
-    from kubernaut_e2e.diagnosis import match_text
+    from kubernaut_e2e.diagnosis import is_problem, match_text
 
     for rec in records.values():
         log = run_dir / f"{rec.name}.log"
@@ -164,7 +164,7 @@ def _explain_failed_commands(records: dict[str, Any], run_dir: Path) -> None:
             continue
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-200:])
         for finding in match_text(tail, log.name):
-            if finding.title not in (rec.error or ""):
+            if is_problem(finding) and finding.title not in (rec.error or ""):
                 rec.error = (f"{rec.error}\n  diagnosis: {finding.title}\n    "
                              + "\n    ".join(finding.evidence[:3]) + f"\n    fix: {finding.fix}")
 
