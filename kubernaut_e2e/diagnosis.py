@@ -221,6 +221,7 @@ class CrashLine:
     what: str
     severity: str
     pattern: LinePattern
+    tail: bool = False  # the message is the first unindented line after it
 
 
 @dataclass(frozen=True)
@@ -424,10 +425,13 @@ def _parse_dependency(raw: Any, index: int) -> Dependency:
 def _parse_crash_line(raw: Any, index: int) -> CrashLine:
     if not isinstance(raw, dict) or not {"id", "what", "severity", "pattern"} <= set(raw):
         raise SignatureError(f"crash line #{index}: needs id, what, severity and pattern")
+    unknown = set(raw) - {"id", "what", "severity", "pattern", "tail"}
+    if unknown:
+        raise SignatureError(f"crash line {raw['id']}: unknown keys {sorted(unknown)}")
     if raw["severity"] not in PROBLEM_SEVERITIES:
         raise SignatureError(f"crash line {raw['id']}: severity must be one of {PROBLEM_SEVERITIES}")
     return CrashLine(str(raw["id"]), str(raw["what"]), raw["severity"],
-                     _line_pattern(raw["pattern"], f"crash line {raw['id']}"))
+                     _line_pattern(raw["pattern"], f"crash line {raw['id']}"), bool(raw.get("tail", False)))
 
 
 def _parse_fallback(raw: Any) -> Fallback:
@@ -551,12 +555,15 @@ def _go_first_app_frame(lines: Sequence[str], start: int) -> dict[str, str]:
     panics = [i for i, (func, _) in enumerate(frames) if func == "panic"]
     candidates = [(f, loc) for f, loc in frames[panics[-1] + 1 if panics else 0 :] if not _is_runtime_frame(f, loc)]
     # Prefer the application's own code over the standard library it called (sync, net/http).
-    chosen = next((c for c in candidates if _is_application_frame(c[0])), candidates[0] if candidates else None)
+    chosen = next((c for c in candidates if _is_application_frame(*c)), candidates[0] if candidates else None)
     return {"frame_func": chosen[0], "frame_file": chosen[1]} if chosen else {}
 
 
-def _is_application_frame(func: str) -> bool:
-    """`main.run` or a package path with a domain (github.com/...); not the standard library."""
+def _is_application_frame(func: str, file: str = "") -> bool:
+    """The program's own code: `main.run` or a package path with a domain (github.com/...),
+    not the standard library and not a dependency (module cache or vendor directory)."""
+    if "/pkg/mod/" in file or "/vendor/" in file:
+        return False
     if func.startswith("main."):
         return True
     return "/" in func and "." in func.split("/")[0]
@@ -855,7 +862,7 @@ class _Crash:
     severity: str
     first: int
     last: int
-    what: str
+    kind: CrashLine
 
 
 def _crash_lines(text: _Text, kb: KnowledgeBase) -> _Crash | None:
@@ -866,7 +873,7 @@ def _crash_lines(text: _Text, kb: KnowledgeBase) -> _Crash | None:
         return None
     found.sort(key=lambda item: item[0])
     severity = min((c.severity for _, c in found), key=lambda s: _SEVERITY_RANK[s])
-    return _Crash(severity=severity, first=found[0][0], last=found[-1][0], what=found[0][1].what)
+    return _Crash(severity=severity, first=found[0][0], last=found[-1][0], kind=found[0][1])
 
 
 def _last_error_line(text: _Text, kb: KnowledgeBase) -> int | None:
@@ -886,13 +893,20 @@ def _fallback_finding(subject: str, severity: str, evidence: Sequence[str], fata
 def _crash_evidence(crash: _Crash, text: _Text, source: str | None) -> tuple[list[str], str]:
     """Quoted fatal line(s) with line numbers, what kind of line, and the frame/caller."""
     lines = [f"{_where(crash.first, text, source)}: {_quote(text.lines[crash.first])}"]
-    if crash.last != crash.first and text.lines[crash.last].strip() != text.lines[crash.first].strip():
+    fatal = text.lines[crash.first]
+    end = len(text.lines)
+    tail = (next((i for i in range(crash.first + 1, min(end, crash.first + MAX_TRACE_LINES))
+                  if text.lines[i].strip() and not text.lines[i][0].isspace()), None) if crash.kind.tail else None)
+    if tail is not None:
+        lines.append(f"{_where(tail, text, source)}: {_quote(text.lines[tail])}")
+        fatal = text.lines[tail]
+    elif crash.last != crash.first and text.lines[crash.last].strip() != text.lines[crash.first].strip():
         lines.append(f"{_where(crash.last, text, source)}: {_quote(text.lines[crash.last])}")
-    lines.append(f"fatal line: {crash.what}")
+    lines.append(f"fatal line: {crash.kind.what}")
     caller = _caller(text.lines, crash.first)
     if caller:
         lines.append(caller)
-    return lines, text.lines[crash.first]
+    return lines, fatal
 
 
 def _text_crash_finding(text: _Text, subject: str, base: Mapping[str, str], kb: KnowledgeBase) -> Finding | None:

@@ -787,8 +787,9 @@ def test_corpus_is_big_enough_cited_and_fully_listed() -> None:
 
 
 def test_every_heldout_case_expects_the_generic_finding_and_quotes_its_fatal_line() -> None:
+    generic = {"unrecognised-crash", "go-panic", "go-fatal-error"}  # the fallback and the Go catch-alls
     for rel, case in MANIFEST["heldout"].items():
-        assert case.get("expect", "unrecognised-crash") == "unrecognised-crash", rel
+        assert case.get("expect", "unrecognised-crash") in generic, rel
         assert any(fragment.startswith("line ") for fragment in case["evidence"]), rel
 
 
