@@ -268,6 +268,7 @@ class _Text:
     lines: tuple[str, ...]  # what the program printed (prefixes removed): what evidence quotes
     scan: tuple[str, ...]  # the same lines with payload fields blanked: what patterns match
     starts: tuple[int, ...]  # offset of each line in `clean`
+    nonblank: int = 0  # lines with text: a one-line text (an event message) is quoted without "line 1"
 
     def line_index(self, offset: int) -> int:
         return bisect.bisect_right(self.starts, offset) - 1
@@ -618,7 +619,8 @@ def _prepare(text: str, kb: KnowledgeBase | None = None) -> _Text:
     for line in lines:
         starts.append(offset)
         offset += len(line) + 1
-    return _Text(clean="\n".join(scan), lines=lines, scan=scan, starts=tuple(starts))
+    return _Text(clean="\n".join(scan), lines=lines, scan=scan, starts=tuple(starts),
+                 nonblank=sum(1 for line in lines if line.strip()))
 
 
 def _next_candidate(pattern: LinePattern, text: str, pos: int) -> int:
@@ -688,8 +690,7 @@ def _quote(line: str, limit: int = MAX_QUOTED_CHARS) -> str:
 
 def _where(line_no: int, text: _Text, source: str | None) -> str:
     """How a quoted line is labelled: `previous log line 12`, `line 12`, or the source alone."""
-    single_line = source is not None and sum(1 for line in text.lines if line.strip()) <= 1
-    if source and single_line:
+    if source and text.nonblank <= 1:
         return source
     return f"{source + ' ' if source else ''}line {line_no + 1}"
 
