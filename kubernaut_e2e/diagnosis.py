@@ -842,7 +842,7 @@ def _is_cause(finding: Finding) -> bool:
 # --------------------------------------------------------------------------- generic crash
 
 
-_CALLER = re.compile(r'"caller": ?"(?P<caller>[^"]+)"|(?P<file>[\w./@+-]+\.go:\d+)')
+_CALLER = re.compile(r'"caller": ?"(?P<caller>[^"]+)"|(?<![\w./@+-])(?P<file>[\w./@+-]+\.go:\d+)')
 
 
 def _caller(lines: Sequence[str], index: int) -> str | None:
