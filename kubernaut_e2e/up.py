@@ -163,15 +163,16 @@ def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: preflight_checks.
 
 def _explain_failed_commands(records: dict[str, Any], run_dir: Path) -> None:
     """Match a failed step's log against the knowledge base (e.g. a corrupt podman store)."""
-    from kubernaut_e2e.diagnosis import match_text
+    from kubernaut_e2e.diagnosis import is_problem, load_knowledge, match_text
 
+    generic = load_knowledge().fallback.id  # the step already failed; only a known cause adds anything
     for rec in records.values():
         log = run_dir / f"{rec.name}.log"
         if rec.status != "failed" or not log.is_file():
             continue
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-200:])
         for finding in match_text(tail, log.name):
-            if finding.title not in (rec.error or ""):
+            if is_problem(finding) and finding.signature_id != generic and finding.title not in (rec.error or ""):
                 rec.error = (f"{rec.error}\n  diagnosis: {finding.title}\n    "
                              + "\n    ".join(finding.evidence[:3]) + f"\n    fix: {finding.fix}")
 
