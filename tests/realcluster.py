@@ -9,7 +9,7 @@ play their lifecycles: ready, slow start, crash loop with a previous log, image 
 error, OOMKill, and SIGTERM on deletion. The stand-in API server (tests/kubeapi.py) stays the fast tier.
 
 Every test that uses `real_cluster` (directly or through `real_kube` / `real_namespace`) is marked
-`real_cluster`. Nothing touches ~/.kube/config: kwokctl runs with `--kubeconfig ""` and a KWOK_WORKDIR
+`real_cluster`; one that uses `real_kind` (the real kind CLI of the same build) `real_kind`. Nothing touches ~/.kube/config: kwokctl runs with `--kubeconfig ""` and a KWOK_WORKDIR
 of the session's own. When the binaries are missing the fixture fails with the command that builds them.
 """
 from __future__ import annotations
@@ -201,16 +201,26 @@ def real_namespace(real_kube: Any) -> Iterator[str]:
     real_kube.delete("Namespace", name)
 
 
+@pytest.fixture(scope="session")
+def real_kind() -> Path:
+    """The real kind CLI, built at the pinned version with the control plane."""
+    return control_plane_bin_dir() / "kind"
+
+
 def _describe(cluster: RealCluster) -> str:
     return (f"real control plane: kube-apiserver {cluster.version} (kwokctl --runtime binary, "
             f"binaries in {cluster.bin_dir}), started in {cluster.started_in:.1f}s")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test that uses the real control plane carries the `real_cluster` marker."""
+    """Every test that uses the real control plane carries the `real_cluster` marker, and every test
+    that runs the real kind CLI the `real_kind` marker."""
     for item in items:
-        if "real_cluster" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if "real_cluster" in fixtures:
             item.add_marker(pytest.mark.real_cluster)
+        if "real_kind" in fixtures:
+            item.add_marker(pytest.mark.real_kind)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
