@@ -38,6 +38,9 @@ DELAY_ANNOTATION = "kwok.e2e.test/delay-ms"
 EXIT_CODE_ANNOTATION = "kwok.e2e.test/exit-code"
 #: The container name whose logs (current and previous) are tests/realcluster/logs/crasher-*.log.
 CRASHER = "crasher"
+#: The migration Job's container (kubernaut_e2e.migrations): its log is what the job prints when the
+#: test source tree's migrations ran (tests/conftest.py MIGRATION_LOG). There is no PostgreSQL here.
+MIGRATE = "migrate"
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "kwokctl")
 _HOW_TO_BUILD = f"run {BUILD_SCRIPT.relative_to(ROOT)} (10-20 min once, seconds when warm)"
@@ -98,6 +101,7 @@ def kwok_config(bin_dir: Path, workdir: Path) -> Path:
         "spec": {"selector": {}, "logs": [
             {"containers": [CRASHER], "logsFile": str(logs / "crasher-current.log"),
              "previousLogsFile": str(logs / "crasher-previous.log")},
+            {"containers": [MIGRATE], "logsFile": str(logs / "migrate.log")},
             {"logsFile": str(logs / "default.log")},
         ]},
     }
