@@ -147,8 +147,8 @@ def deployment_rollout(dep: dict[str, Any]) -> Rollout:
         return Rollout(False, "waiting for the deployment spec update to be observed")
     for condition in status.get("conditions") or []:
         if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
-            return Rollout(False, f"exceeded its progress deadline: {condition.get('message', '')}".rstrip(": "),
-                           failed=True)
+            detail = f": {condition['message']}" if condition.get("message") else ""
+            return Rollout(False, f"exceeded its progress deadline{detail}", failed=True)
     want = int(spec["replicas"]) if spec.get("replicas") is not None else 1
     replicas, updated, available = (int(status.get(key) or 0)
                                     for key in ("replicas", "updatedReplicas", "availableReplicas"))

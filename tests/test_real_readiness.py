@@ -133,6 +133,19 @@ def test_timeout_names_the_waiting_reason(real_kube, real_namespace):
     assert f'waiting: app: ImagePullBackOff (Back-off pulling image "{PUBLIC_IMAGE}")' in text
 
 
+def test_progress_deadline_exceeded_ends_the_wait_before_its_timeout(real_kube, real_namespace):
+    # The Deployment controller gives up after progressDeadlineSeconds; so does the wait, with its words.
+    dep = deployment(real_namespace, "redis", start="pull-backoff")
+    dep["spec"]["progressDeadlineSeconds"] = 2
+    real_kube.apply(dep)
+    error, took = failed_wait(real_kube, real_namespace, "redis")
+    assert took < TIMEOUT / 2
+    assert error.problem is None
+    assert str(error).startswith(f"deployment {real_namespace}/redis exceeded its progress deadline: "
+                                 'ReplicaSet "redis-')
+    assert "waiting: app: ImagePullBackOff" in str(error)
+
+
 # --- what the cluster fixes by itself (issue 9: items 1 and 6) ----------------------------------------
 
 def test_transient_pull_error_of_a_public_image_is_waited_out(real_kube, real_namespace):
