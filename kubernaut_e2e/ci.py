@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from kubernaut_e2e import timeline
 from kubernaut_e2e.config import E2EConfig
 from kubernaut_e2e.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, E2EError
 from kubernaut_e2e.lock import ClusterLock
@@ -84,7 +85,9 @@ def _summary(run_dir: Path, phases: dict[str, Any], up_code: int, test_code: int
         "run_dir": str(run_dir),
         "phases": phases,
         "up": {"exit_code": up_code, "makespan": timings.get("makespan"),
-               "sum_of_steps": timings.get("sum_of_steps"), "critical_path": timings.get("critical_path")},
+               "sum_of_steps": timings.get("sum_of_steps"), "critical_path": timings.get("critical_path"),
+               "history": (timings.get("history") or {}).get("text")},
+        "timeline": str(run_dir / timeline.FILE_NAME) if (run_dir / timeline.FILE_NAME).is_file() else None,
         "checklist": timings.get("checklist", []),
         "tests": suite,
         "findings": [{"title": f["title"], "severity": f["severity"], "subject": f["subject"]} for f in findings],
@@ -103,6 +106,8 @@ def _print(summary: dict[str, Any], out: TextIO) -> None:
     up = summary["up"]
     makespan = f" in {up['makespan']:.1f}s" if up.get("makespan") is not None else ""
     table.add_row("up", ("passed" if up["exit_code"] == 0 else f"failed (exit {up['exit_code']})") + makespan)
+    if up.get("history"):
+        table.add_row("history", escape(up["history"]))
     checks = summary["checklist"]
     if checks:
         table.add_row("checklist", f"{sum(c['passed'] for c in checks)}/{len(checks)} passed")
@@ -119,5 +124,7 @@ def _print(summary: dict[str, Any], out: TextIO) -> None:
         table.add_row(f"finding ({f['severity']})", escape(f"{f['title']} — {f['subject']}"))
     table.add_row("clean", escape(", ".join(summary["phases"].get("clean", [])) or "kept"))
     table.add_row("run directory", escape(summary["run_dir"]))
+    if summary.get("timeline"):
+        table.add_row("timeline", escape(summary["timeline"]))
     table.add_row("result", "[green]PASSED[/]" if summary["passed"] else "[bold red]FAILED[/]")
     Console(file=out, width=120).print(table)

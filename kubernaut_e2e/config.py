@@ -21,6 +21,9 @@ from kubernaut_e2e.stack import DEFAULT_STACK, Stack, load_stack
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: The project checkout (where tasks.py lives): relative config paths are taken from here.
 PROJECT_ROOT = PACKAGE_DIR.parent
+#: Invoke config key (beside `e2e:`) naming another folder for relative paths: the installed
+#: `kubernaut-e2e` command sets it to where the user stands (see cli.py).
+PATHS_ROOT_KEY = "e2e_paths_root"
 
 DEFAULTS: dict[str, Any] = {
     "cluster_name": "gateway-e2e",
@@ -266,6 +269,12 @@ def load_config(
     values["image_tag"] = values["image_tag"] or values["cluster_name"]
     values["host_ports"] = _host_ports(host_ports, stack)
     return E2EConfig(**values)
+
+
+def paths_root(invoke_config: Mapping[str, Any]) -> Path:
+    """The folder relative paths are taken from: the project, unless PATHS_ROOT_KEY says otherwise."""
+    value = invoke_config.get(PATHS_ROOT_KEY)
+    return Path(value) if value else PROJECT_ROOT
 
 
 def config_fields() -> tuple[str, ...]:

@@ -28,6 +28,8 @@ class RunContext:
     echo: Callable[[str], None] = print
     redactor: Redactor = field(default_factory=Redactor)
     selected: frozenset[str] = frozenset()  # names of the steps in this run's graph
+    #: Gets (step, masked output line) while a step runs: the live view's latest line and progress.
+    on_output: Callable[[str, str], None] | None = None
     results: dict[str, Any] = field(default_factory=dict)
     generated: dict[str, str] = field(default_factory=dict)  # the stack's credentials, this run
     generated_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -80,11 +82,20 @@ class StepContext:
         log_stdout: bool = True,
     ) -> CommandResult:
         """Run a command with its output in this step's log file (and e2e.command_timeout)."""
+        # Output kept out of the log (a kubeconfig) is kept out of the live view too.
+        on_line = self._show if log_stdout else None
         return self.run.runner.run(argv, log=self.log_path, env=env, capture=capture, check=check,
-                                   timeout=timeout or self.cfg.command_timeout, log_stdout=log_stdout)
+                                   timeout=timeout or self.cfg.command_timeout, log_stdout=log_stdout,
+                                   on_line=on_line)
+
+    def _show(self, line: str) -> None:
+        if self.run.on_output is not None:
+            self.run.on_output(self.step, self.run.redactor.redact(line))
 
     def log(self, text: str) -> None:
         text = self.run.redactor.redact(text)
+        if self.run.on_output is not None:
+            self.run.on_output(self.step, text.rstrip("\n").splitlines()[-1] if text.strip() else "")
         if self.log_path is not None:
             with self.log_path.open("a") as fh:
                 fh.write(text.rstrip("\n") + "\n")

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from kubernaut_e2e.diagnosis import (ContainerFacts, Finding, PodFacts, diagnose_path, diagnose_pod,
+from kubernaut_e2e.diagnosis import (ContainerFacts, Finding, PodFacts, diagnose_path, diagnose_pod, is_problem,
                              pod_facts_from_api, sort_findings)
 from kubernaut_e2e.redact import Redactor, secret_values
 
@@ -89,14 +89,20 @@ def _fallback(facts: PodFacts) -> Finding:
                    f"pod {facts.namespace}/{facts.name}",
                    "The pod is not ready or has restarted, and nothing in its state, events or logs "
                    "matched a known cause.", tuple(evidence),
-                   "Read the logs in the bundle (`invoke e2e.diagnose --out DIR`) and the pod's events.")
+                   "Read the logs in the bundle (`invoke e2e.diagnose --out DIR`) and the pod's events.",
+                   cause="the pod is not ready and nothing says why")
 
 
 def findings_from(snapshot: Snapshot) -> list[Finding]:
     found: list[Finding] = []
     for record in snapshot.pods:
         pod_findings = diagnose_pod(record.facts)
-        found.extend(pod_findings or [_fallback(record.facts)])
+        # Notes alone (a recovered dependency) explain a pod that is ready again; a pod that is
+        # still not ready without any problem found gets the raw-state finding.
+        settled = all(c.ready or (c.terminated_reason == "Completed" and c.exit_code == 0)
+                      for c in record.facts.containers)
+        found.extend(pod_findings if any(is_problem(f) for f in pod_findings) or (pod_findings and settled)
+                     else [*pod_findings, _fallback(record.facts)])
     return sort_findings(found)
 
 
@@ -161,7 +167,7 @@ def offline(path: Path) -> list[Finding]:
 
 
 def render(findings: Sequence[Finding], snapshot: Snapshot | None, source: str, stream: Any) -> None:
-    """The human report: nodes, then one panel per finding, most severe first."""
+    """The human report: nodes, then one panel per problem, causes first, then the notes."""
     from rich.console import Console
     from rich.markup import escape
 
@@ -171,14 +177,16 @@ def render(findings: Sequence[Finding], snapshot: Snapshot | None, source: str, 
         nodes = ", ".join(f"{n['name']} ({n['arch'] or '?'})" for n in snapshot.nodes) or "none"
         console.print(f"nodes: {escape(nodes)}", highlight=False)
         console.print(f"pods examined: {snapshot.examined}, unhealthy: {len(snapshot.pods)}", highlight=False)
-    if not findings:
+    if not any(is_problem(f) for f in findings):
         console.print("[green]no problems found[/]")
-        return
-    colour = {"critical": "bold red", "error": "red", "warning": "yellow"}
+    colour = {"critical": "bold red", "error": "red", "warning": "yellow", "info": "cyan"}
     for i, f in enumerate(findings, 1):
         style = colour.get(f.severity, "")
-        console.print(f"\n[{style}]{i}. [{f.severity.upper()}] {escape(f.title)}[/]", highlight=False)
+        label = f.severity.upper() if is_problem(f) else "NOTE"
+        console.print(f"\n[{style}]{i}. [{label}] {escape(f.title)}[/]", highlight=False)
         console.print(f"   where: {escape(f.subject)}", highlight=False, soft_wrap=True)
+        if f.cause:
+            console.print(f"   cause: {escape(f.cause)}", highlight=False, soft_wrap=True)
         console.print(f"   why:   {escape(f.meaning.strip())}", highlight=False)
         if f.evidence:
             console.print("   evidence:", highlight=False)
@@ -193,7 +201,7 @@ __all__ = ["ContainerFacts", "collect", "findings_for_pod", "findings_from", "of
 
 def run_diagnose(cfg: Any, *, namespaces: Sequence[str], as_json: bool, out: Path | None,
                  logs: Path | None, stream: Any) -> int:
-    """The whole `e2e.diagnose`: 0 nothing wrong, 1 problems found (UsageError -> 2)."""
+    """The whole `e2e.diagnose`: 0 nothing wrong (notes only), 1 problems found (UsageError -> 2)."""
     from kubernaut_e2e.errors import UsageError
 
     if logs is not None:
@@ -234,7 +242,7 @@ def run_diagnose(cfg: Any, *, namespaces: Sequence[str], as_json: bool, out: Pat
         render(findings, snapshot, source, stream)
         if out is not None:
             stream.write(f"bundle written to {out}\n")
-    return 1 if findings else 0
+    return 1 if any(is_problem(f) for f in findings) else 0
 
 
 def _image_archs(cfg: Any) -> dict[str, str]:

@@ -12,7 +12,7 @@ from typing import Any
 from invoke import Collection, Context, task
 from invoke.exceptions import Exit
 
-from kubernaut_e2e.config import DEFAULTS, E2EConfig, load_config
+from kubernaut_e2e.config import DEFAULTS, E2EConfig, load_config, paths_root
 from kubernaut_e2e.errors import E2EError
 
 _COMMON_HELP = {
@@ -27,7 +27,7 @@ _COMMON_HELP = {
 
 def _config(c: Context, **overrides: Any) -> E2EConfig:
     section = c.config.get("e2e", {})
-    return load_config({k: section[k] for k in section}, overrides)
+    return load_config({k: section[k] for k in section}, overrides, root=paths_root(c.config))
 
 
 def _exits(fn: Callable[..., int | None]) -> Callable[..., None]:

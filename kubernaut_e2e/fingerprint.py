@@ -15,7 +15,8 @@ from pathlib import Path
 LABEL = "io.kubernaut.e2e.inputs"
 #: The image label naming the cluster an image was built for (images are per cluster).
 CLUSTER_LABEL = "io.kubernaut.e2e.cluster"
-_SKIP_DIRS = {".git", ".e2e", "node_modules", "__pycache__"}
+#: Folders that are no input of a build (also not sent to a remote host by sync.py).
+SKIP_DIRS = frozenset({".git", ".e2e", "node_modules", "__pycache__"})
 
 
 def build_inputs(dockerfile: Path, context: Path, build_args: Mapping[str, str]) -> str:
@@ -24,7 +25,7 @@ def build_inputs(dockerfile: Path, context: Path, build_args: Mapping[str, str])
     for key in sorted(build_args):
         h.update(f"\0arg {key}={build_args[key]}".encode())
     for root, dirs, files in os.walk(context):
-        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
         for name in sorted(files):
             path = Path(root) / name
             try:

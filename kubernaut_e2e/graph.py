@@ -6,6 +6,7 @@ set of step or group names closed over what they need.
 """
 from __future__ import annotations
 
+import graphlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,6 +85,29 @@ class Graph:
         return Graph({n: s for n, s in self.steps.items() if n in keep},
                      tuple(n for n in self.order if n in keep))
 
+    def children(self) -> dict[str, tuple[str, ...]]:
+        """The steps that need each step directly, in graph order. O(steps + needs)."""
+        out: dict[str, list[str]] = {name: [] for name in self.order}
+        for name in self.order:
+            for need in dict.fromkeys(self.steps[name].needs):  # a need named twice counts once
+                out[need].append(name)
+        return {name: tuple(kids) for name, kids in out.items()}
+
+    def remaining_path(self, weights: Mapping[str, float] | None = None) -> dict[str, float]:
+        """Per step: its estimated duration plus the longest chain of steps that wait for it.
+
+        This is what the scheduler ranks ready steps by (critical-path priority): starting the
+        step with the most work behind it first is what keeps a wide graph from ending on a
+        long tail. A step missing from `weights` counts 1 (no history: all steps alike).
+        """
+        weights = weights or {}
+        children = self.children()
+        path: dict[str, float] = {}
+        for name in reversed(self.order):  # every dependent comes later in a topological order
+            after = max((path[kid] for kid in children[name]), default=0.0)
+            path[name] = max(0.0, float(weights.get(name, 1.0))) + after
+        return path
+
     def dependents(self, name: str) -> set[str]:
         """Every step that needs `name`, directly or not."""
         out: set[str] = set()
@@ -94,18 +118,18 @@ class Graph:
 
 
 def _topological(steps: Mapping[str, Step]) -> tuple[str, ...]:
-    # Kahn's algorithm, taking ready steps in declaration order so plans and tables are stable.
-    remaining = {name: set(step.needs) for name, step in steps.items()}
+    # graphlib in waves, each wave in declaration order, so plans and tables are stable.
+    position = {name: i for i, name in enumerate(steps)}
+    sorter = graphlib.TopologicalSorter({name: step.needs for name, step in steps.items()})
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        raise ValueError(f"dependency cycle among steps: {' -> '.join(exc.args[1])}") from None
     order: list[str] = []
-    while remaining:
-        ready = [n for n, needs in remaining.items() if not needs]
-        if not ready:
-            raise ValueError(f"dependency cycle among steps: {', '.join(sorted(remaining))}")
-        for name in ready:
-            del remaining[name]
-            order.append(name)
-        for needs in remaining.values():
-            needs.difference_update(ready)
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=position.__getitem__)
+        order.extend(ready)
+        sorter.done(*ready)
     return tuple(order)
 
 

@@ -1,6 +1,7 @@
 """`kind` command lines and output parsers. Pure: nothing here runs a process."""
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,7 +91,36 @@ def mount_path(mount: Mount, source_dir: Path) -> Path:
 
 def parse_version(stdout: str) -> tuple[int, int, int] | None:
     """`kind v0.32.0 go1.26.2 linux/amd64` -> (0, 32, 0); None when it says no version."""
-    import re
-
     match = re.search(r"\bv?(\d+)\.(\d+)\.(\d+)", stdout)
     return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+# --- progress, read from the output of a running command (for the live view) -----------------
+
+#: `kind create cluster` without a terminal: " • Preparing nodes 📦  ..." then " ✓ Preparing nodes 📦".
+_CREATE_PHASE = re.compile(r"^\s*([•✓✗])\s+(.+?)\s*(?:\.\.\.)?\s*$")
+#: `kind load docker-image`, per node that lacks the image.
+_LOAD_NODE = re.compile(r'not yet present on node "([^"]+)", loading')
+
+
+def create_progress(line: str) -> str | None:
+    """The phase `kind create cluster` is in ("Preparing nodes"), from one output line, else None."""
+    found = _CREATE_PHASE.match(line)
+    if not found:
+        return None
+    mark, phase = found.groups()
+    # Drop kind's emoji: keep the words (and "≤ 5m0s"-style values) only.
+    words = " ".join(w for w in phase.split() if any(c.isalnum() or c in "≤=" for c in w))
+    if not words:
+        return None
+    return {"•": words, "✓": f"{words}: done", "✗": f"{words}: FAILED"}[mark]
+
+
+def load_progress(line: str) -> str | None:
+    """Which node an image is being loaded onto, from one line of `kind load` output, else None.
+
+    `kind load docker-image` names each node that lacks the image; `kind load image-archive`
+    prints nothing while it works, so its progress is only the elapsed time.
+    """
+    found = _LOAD_NODE.search(line)
+    return f"loading onto {found.group(1)}" if found else None

@@ -5,6 +5,7 @@ architecture and whether an image exists.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -86,3 +87,46 @@ def prune_labelled(tool: str, label: str) -> list[str]:
 
 def version(tool: str) -> list[str]:
     return [tool, "version", "--format", "{{.Client.Version}}"]
+
+
+# --- progress, read from the output of a running command (for the live view) -----------------
+
+#: podman/buildah: "STEP 3/7: RUN ..." or, in a multi-stage build, "[2/2] STEP 3/7: RUN ...".
+_PODMAN_STEP = re.compile(r"^(?:\[(\d+)/(\d+)\] )?STEP (\d+)/(\d+): ")
+#: docker (BuildKit, plain progress): "#8 [builder 3/7] RUN go build ...".
+_BUILDKIT_STEP = re.compile(r"^#\d+ \[(?:(\S+) )?(\d+)/(\d+)\] ")
+
+
+def build_progress(line: str) -> str | None:
+    """Where a build is, from one line of `podman build` / `docker build` output, else None.
+
+    "[2/2] STEP 3/7: COPY ..." -> "stage 2/2, step 3/7"; "#8 [builder 3/7] RUN ..." ->
+    "builder 3/7".
+    """
+    found = _PODMAN_STEP.match(line)
+    if found:
+        stage, stages, step, steps = found.groups()
+        where = f"step {step}/{steps}"
+        return f"stage {stage}/{stages}, {where}" if stage else where
+    found = _BUILDKIT_STEP.match(line)
+    if found:
+        stage, step, steps = found.groups()
+        return f"{stage} {step}/{steps}" if stage else f"step {step}/{steps}"
+    return None
+
+
+_SAVE_PHASE = re.compile(r"^(Copying blob|Copying config|Writing manifest|Storing signatures)\b\s*(\S*)")
+
+
+def save_progress(line: str) -> str | None:
+    """The phase of a `podman save` from one output line ("copying blob 9a91362f35b5"), else None.
+
+    podman prints one "Copying blob" line per layer, then the config and the manifest; docker
+    save prints nothing, so its progress is only the elapsed time.
+    """
+    found = _SAVE_PHASE.match(line.strip())
+    if not found:
+        return None
+    phase, subject = found.groups()
+    digest = subject.split(":", 1)[-1][:12] if subject.startswith("sha256:") else ""
+    return f"{phase.lower()} {digest}".strip()

@@ -11,8 +11,12 @@ from pathlib import Path
 from kubernaut_e2e.errors import EXIT_USAGE
 
 
-def problem(folder: Path) -> str | None:
-    for name in ("invoke.yaml", "invoke.yml"):
+#: The project config files Invoke reads in a folder (the kubernaut-e2e command reads its own).
+INVOKE_FILES = ("invoke.yaml", "invoke.yml")
+
+
+def problem(folder: Path, names: tuple[str, ...] = INVOKE_FILES) -> str | None:
+    for name in names:
         path = folder / name
         if not path.is_file():
             continue
@@ -31,8 +35,8 @@ def problem(folder: Path) -> str | None:
     return None
 
 
-def exit_on_problem(folder: Path) -> None:
-    found = problem(folder)
+def exit_on_problem(folder: Path, names: tuple[str, ...] = INVOKE_FILES, program: str = "invoke") -> None:
+    found = problem(folder, names)
     if found:
-        print(f"invoke: {found}", file=sys.stderr)
+        print(f"{program}: {found}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)

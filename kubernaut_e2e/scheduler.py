@@ -1,16 +1,18 @@
 """Runs a step graph: each step on its own thread as soon as what it needs has finished.
 
 There are no phase barriers, so an image build overlaps cluster creation. `jobs` caps how many
-steps run at once (`jobs=1` is the sequential baseline). On the first failure nothing new
+steps run at once (`jobs=1` is the sequential baseline); when more steps are ready than may
+start, the one with the most work still behind it goes first. On the first failure nothing new
 starts and the shared `Cancellation` stops the running steps' process groups, unless
 `keep_going`, in which case only the failed step's dependents are skipped.
 """
 from __future__ import annotations
 
+import heapq
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -81,8 +83,14 @@ def run_graph(
     keep_going: bool = False,
     cancellation: Cancellation | None = None,
     reporter: Reporter | None = None,
+    weights: Mapping[str, float] | None = None,
 ) -> dict[str, StepRecord]:
     """Run every step of `graph` via `execute(step)`; return the records in graph order.
+
+    Among the steps that are ready, the one with the longest remaining path (`weights`: each
+    step's estimated seconds, e.g. from past runs; 1 each when missing) starts first; ties go
+    to declaration order. Ready steps wait in a heap and each finished step only touches its
+    own dependents, so dispatch costs O(N log N) over a run, not a rescan per event.
 
     A KeyboardInterrupt in the calling thread cancels the running steps, waits for them to
     wind down (their process groups are terminated), and raises GraphInterrupted with the
@@ -91,6 +99,7 @@ def run_graph(
     cancellation = cancellation or Cancellation()
     reporter = reporter or _Silent()
     records = {n: StepRecord(n, graph.steps[n].needs) for n in graph.order}
+    ready = ReadyQueue(graph, weights)
     finished: queue.Queue[tuple[str, BaseException | None, object]] = queue.Queue()
     t0 = time.monotonic()
     running: set[str] = set()
@@ -103,20 +112,24 @@ def run_graph(
             finished.put((step.name, exc, None))
 
     def launch_ready() -> None:
-        for name in graph.order:
+        while len(running) < jobs:
+            name = ready.pop()
+            if name is None:
+                return
             rec = records[name]
-            if rec.status != PENDING or len(running) >= jobs:
+            if rec.status != PENDING:
                 continue
-            needs = [records[n].status for n in rec.needs]
-            if any(s in (FAILED, CANCELLED, SKIPPED) for s in needs):
-                rec.status, rec.error = SKIPPED, "a step it needs did not finish"
-                reporter.step_finished(rec)
-            elif all(s == DONE for s in needs):
-                rec.status, rec.start = RUNNING, time.monotonic() - t0
-                running.add(name)
-                reporter.step_started(rec)
-                threading.Thread(target=worker, args=(graph.steps[name],),
-                                 name=f"step-{name}", daemon=True).start()
+            rec.status, rec.start = RUNNING, time.monotonic() - t0
+            running.add(name)
+            reporter.step_started(rec)
+            threading.Thread(target=worker, args=(graph.steps[name],),
+                             name=f"step-{name}", daemon=True).start()
+
+    def skip_dependents(name: str) -> None:
+        for dependent in ready.dependents_of(name, lambda n: records[n].status == PENDING):
+            rec = records[dependent]
+            rec.status, rec.error = SKIPPED, "a step it needs did not finish"
+            reporter.step_finished(rec)
 
     def stop_everything(reason: str) -> None:
         nonlocal stopping
@@ -130,7 +143,6 @@ def run_graph(
     interrupted = False
     while True:
         if not stopping:
-            # One pass suffices: graph.order is topological, so a skip propagates within it.
             launch_ready()
         if not running:
             break
@@ -155,9 +167,61 @@ def run_graph(
         if rec.status == DONE and rec.note == "" and isinstance(result, Noted):
             rec.note = result.note
         reporter.step_finished(rec)
+        if rec.status == DONE:
+            ready.finished(name)
+        else:
+            skip_dependents(name)
     if interrupted:
         raise GraphInterrupted(records)
     return records
+
+
+class ReadyQueue:
+    """The steps whose needs have all finished, longest remaining path first.
+
+    Pure bookkeeping, no threads: a heap keyed by (-remaining path, declaration position) and a
+    count of unfinished needs per step. Each step is pushed and popped once and each need is
+    counted down once, so a whole run costs O(N log N + E).
+    """
+
+    def __init__(self, graph: Graph, weights: Mapping[str, float] | None = None) -> None:
+        self.priority = graph.remaining_path(weights)
+        self._children = graph.children()
+        self._position = {name: i for i, name in enumerate(graph.order)}
+        self._waiting = {name: len(set(graph.steps[name].needs)) for name in graph.order}
+        self._heap: list[tuple[float, int, str]] = []
+        for name, count in self._waiting.items():
+            if count == 0:
+                self._push(name)
+
+    def _push(self, name: str) -> None:
+        heapq.heappush(self._heap, (-self.priority[name], self._position[name], name))
+
+    def pop(self) -> str | None:
+        """The ready step to start next, or None when none is ready."""
+        return heapq.heappop(self._heap)[2] if self._heap else None
+
+    def finished(self, name: str) -> None:
+        """`name` is done: its dependents with nothing else to wait for become ready."""
+        for child in self._children[name]:
+            self._waiting[child] -= 1
+            if self._waiting[child] == 0:
+                self._push(child)
+
+    def dependents_of(self, name: str, pending: Callable[[str], bool]) -> list[str]:
+        """The pending steps that need `name`, directly or not, in graph order (to skip them).
+
+        The walk stops at steps that are not pending: those were skipped earlier together
+        with everything after them, so each step is walked through at most once per run.
+        """
+        seen: set[str] = set()
+        todo = [child for child in self._children[name] if pending(child)]
+        while todo:
+            child = todo.pop()
+            if child not in seen:
+                seen.add(child)
+                todo.extend(kid for kid in self._children[child] if pending(kid))
+        return sorted(seen, key=self._position.__getitem__)
 
 
 def _describe(exc: BaseException) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from kubernaut_e2e import history, timeline
 from kubernaut_e2e import preflight as preflight_checks
 from kubernaut_e2e.checklist import checklist
 from kubernaut_e2e.config import E2EConfig
@@ -122,9 +123,12 @@ def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: preflight_checks.
     echo = (lambda line: print(redactor.redact(line), file=out, flush=True))
     runner = LocalRunner(cancellation, dry=opts.dry, echo=echo, redactor=redactor)
     run_dir = cfg.runs_dir / "dry-run" if opts.dry else (opts.run_dir or new_run_dir(cfg))
+    # Past runs' step durations rank the ready steps (longest remaining path first).
+    weights = history.estimates(history.load(history.path_in(cfg.state_dir)), graph.order)
+    reporter = console.PlainReporter(out) if opts.dry else console.make_reporter(graph.order, out)
     run = RunContext(cfg, tools, runner, run_dir, cancellation, dry=opts.dry,
                      recreate=opts.recreate, echo=echo, redactor=redactor,
-                     selected=frozenset(graph.steps))
+                     selected=frozenset(graph.steps), on_output=reporter.step_output)
 
     def execute(step: Step) -> object:
         try:
@@ -139,12 +143,11 @@ def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: preflight_checks.
         return result
 
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    reporter = console.PlainReporter(out) if opts.dry else console.make_reporter(graph.order, out)
     interrupted = False
     with signals_as_interrupts(cancellation):
         try:
             records = run_graph(graph, execute, jobs=opts.jobs, keep_going=opts.keep_going,
-                                cancellation=cancellation, reporter=reporter)
+                                cancellation=cancellation, reporter=reporter, weights=weights)
         except GraphInterrupted as stop:
             interrupted, records = True, stop.records
         finally:
@@ -162,15 +165,24 @@ def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: preflight_checks.
     checks = checklist(records, cfg.time_budget) if "health" in graph.steps and not interrupted else []
     if checks:
         extra["checklist"] = [c.to_dict() for c in checks]
-    write_timings(run_dir / "timings.json", timings_document(records, started_at, run_dir, extra))
+    document = timings_document(records, started_at, run_dir, extra)
+    document["history"] = history.update(cfg.state_dir, document)
+    write_timings(run_dir / "timings.json", document)
+    (run_dir / timeline.FILE_NAME).write_text(timeline.svg(document))
     console.print_summary(records, run_dir, out)
+    console.print_timeline(document, run_dir / timeline.FILE_NAME, out)
     if checks:
         console.print_checklist(checks, out)
     if interrupted:
         print("interrupted: running steps were stopped; `invoke e2e.up` again resumes", file=out)
         return EXIT_INTERRUPTED
     ok = all(r.status == DONE for r in records.values()) and all(c.passed for c in checks)
-    if not ok and not opts.clean_on_failure:
+    cluster = records.get("cluster")
+    if not ok and cluster is not None and cluster.status != DONE:
+        # kind removes a cluster it could not finish: there is nothing to keep or diagnose.
+        print(f"no cluster {cfg.cluster_name!r} was made: fix the cause above and run `invoke e2e.up` again",
+              file=out)
+    elif not ok and not opts.clean_on_failure:
         print(f"the cluster {cfg.cluster_name!r} was kept for diagnosis: "
               f"`invoke e2e.diagnose`; remove it with `invoke e2e.clean`", file=out)
     return EXIT_OK if ok else EXIT_FAILED
@@ -178,15 +190,16 @@ def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: preflight_checks.
 
 def _explain_failed_commands(records: dict[str, Any], run_dir: Path) -> None:
     """Match a failed step's log against the knowledge base (e.g. a corrupt podman store)."""
-    from kubernaut_e2e.diagnosis import match_text
+    from kubernaut_e2e.diagnosis import is_problem, load_knowledge, match_text
 
+    generic = load_knowledge().fallback.id  # the step already failed; only a known cause adds anything
     for rec in records.values():
         log = run_dir / f"{rec.name}.log"
         if rec.status != "failed" or not log.is_file():
             continue
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-200:])
         for finding in match_text(tail, log.name):
-            if finding.title not in (rec.error or ""):
+            if is_problem(finding) and finding.signature_id != generic and finding.title not in (rec.error or ""):
                 rec.error = (f"{rec.error}\n  diagnosis: {finding.title}\n    "
                              + "\n    ".join(finding.evidence[:3]) + f"\n    fix: {finding.fix}")
 

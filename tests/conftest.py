@@ -16,6 +16,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 
+# The real_cluster tier's fixtures (a real control plane, started once per session on first use).
+pytest_plugins = ("tests.realcluster",)
+
 # A static binary: FROM scratch images need no base image (nothing can be pulled here).
 _HELLO_C = r"""
 #include <stdio.h>

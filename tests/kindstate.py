@@ -6,6 +6,7 @@ these helpers read that state and configure injected behaviour:
     env = standin_env(tmp_path / "kind")            # PATH + KIND_STANDIN_STATE
     set_behaviour(tmp_path / "kind", delay={"create cluster": 1.0},
                   fail={"load image-archive": {"exit": 1, "message": "ERROR: ...", "times": 1}})
+    interrupted_create(tmp_path / "kind", "e2e", env)  # what a killed real `kind create` leaves
     ... run the product with env ...
     clusters(tmp_path / "kind")                     # {"name": cluster.json contents}
     read_calls(tmp_path / "kind")                   # finished invocations, in order
@@ -17,6 +18,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import subprocess
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,7 +30,8 @@ KIND_STANDIN = BIN_DIR / "kind"
 
 # Inherited variables that would change what the stand-in does (or, for
 # KUBECONFIG, where it writes); standin_env() drops them so runs are hermetic.
-_HERMETIC_UNSET = ("KUBECONFIG", "KIND_CLUSTER_NAME", "KIND_EXPERIMENTAL_PROVIDER", "KIND_STANDIN_API_SERVER")
+_HERMETIC_UNSET = ("KUBECONFIG", "KIND_CLUSTER_NAME", "KIND_EXPERIMENTAL_PROVIDER", "KIND_STANDIN_API_SERVER",
+                   "KIND_STANDIN_REAL_KUBECONFIG")
 
 
 @contextmanager
@@ -84,6 +88,7 @@ def set_behaviour(
     *,
     delay: dict[str, float] | None = None,
     fail: dict[str, dict[str, Any]] | None = None,
+    stall: dict[str, float] | None = None,
 ) -> None:
     """Replace <state>/behaviour.json.
 
@@ -94,17 +99,49 @@ def set_behaviour(
         first "Creating cluster" line, before any state is written).
     fail: {"exit": int (default 1), "message": str printed verbatim to stderr,
         "times": int (optional; fail only that many calls, then succeed)}.
-    Calling it with neither argument clears all injected behaviour.
+    stall: seconds "create cluster" sleeps after its node containers exist and
+        before the control plane is up (real kind's kubeadm init); a kill there
+        leaves a listed-but-unusable cluster, as real kind does.
+    Calling it with no argument clears all injected behaviour.
     """
     state = Path(state_dir)
-    behaviour = {"delay": dict(delay or {}), "fail": {key: dict(value) for key, value in (fail or {}).items()}}
+    behaviour = {"delay": dict(delay or {}), "fail": {key: dict(value) for key, value in (fail or {}).items()},
+                 "stall": dict(stall or {})}
     with _locked(state):
         tmp = state / f".behaviour.json.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(behaviour, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, state / "behaviour.json")
 
 
-def standin_env(state_dir: str | os.PathLike[str], api_server: str | None = None) -> dict[str, str]:
+def interrupted_create(state_dir: str | os.PathLike[str], name: str, env: dict[str, str],
+                       kubeconfig: str | os.PathLike[str] | None = None, timeout: float = 20.0) -> None:
+    """Leave what a `kind create cluster` killed during kubeadm init leaves (kind issue #2014-style).
+
+    Runs the stand-in's create with a long "stall", waits until its node containers are
+    recorded, then kills it with SIGKILL -- real kind has no signal handling either. The
+    cluster is then listed by `get clusters` but `get kubeconfig` fails. Other injected
+    behaviour is cleared.
+    """
+    state = Path(state_dir)
+    set_behaviour(state, stall={"create cluster": 600})
+    argv = [str(KIND_STANDIN), "create", "cluster", "--name", name]
+    if kubeconfig is not None:
+        argv += ["--kubeconfig", str(kubeconfig)]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while name not in clusters(state):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"stand-in create of {name!r} ended or hung before its nodes existed")
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+        set_behaviour(state)
+
+
+def standin_env(state_dir: str | os.PathLike[str], api_server: str | None = None,
+                real_kubeconfig: str | os.PathLike[str] | None = None) -> dict[str, str]:
     """A copy of os.environ that makes `kind` resolve to the stand-in.
 
     PATH is prefixed with tests/bin and KIND_STANDIN_STATE points at state_dir
@@ -113,6 +150,8 @@ def standin_env(state_dir: str | os.PathLike[str], api_server: str | None = None
     KIND_CLUSTER_NAME, KIND_EXPERIMENTAL_PROVIDER and any inherited
     KIND_STANDIN_API_SERVER are removed so a developer's environment cannot
     leak in -- set them on the returned dict when a test needs them.
+    real_kubeconfig: create adopts that real control plane (KIND_STANDIN_REAL_KUBECONFIG;
+    the real_cluster tier's `RealCluster.kubeconfig`), delete cleans it up.
     """
     state = Path(state_dir)
     state.mkdir(parents=True, exist_ok=True)
@@ -123,4 +162,6 @@ def standin_env(state_dir: str | os.PathLike[str], api_server: str | None = None
     env["KIND_STANDIN_STATE"] = str(state.resolve())
     if api_server is not None:
         env["KIND_STANDIN_API_SERVER"] = api_server
+    if real_kubeconfig is not None:
+        env["KIND_STANDIN_REAL_KUBECONFIG"] = str(real_kubeconfig)
     return env

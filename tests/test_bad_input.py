@@ -98,6 +98,6 @@ def test_kind_older_than_the_node_image_needs_is_named(project: Project, tmp_pat
     stack.write_text(f"extends: {project.stack}\ncluster:\n  kind_min_version: v0.40.0\n")
     result = project.run("e2e.up", extra_env={"INVOKE_E2E_STACK": str(stack)})
     assert result.returncode == 2
-    assert "kind v0.32.0 is older than v0.40.0, which the node image docker.io/kindest/node:v1.36.1 needs" \
+    assert "kind v0.32.0 is older than v0.40.0, which the node image kindest/node:v1.36.1 needs" \
         in result.stderr
     assert not any(c["argv"][:2] == ["create", "cluster"] for c in project.kind_calls())

@@ -57,6 +57,17 @@ def test_up_images_builds_loads_and_overlaps_cluster_creation(project: Project):
     assert "podman build" in (project.last_run_dir() / "build-gateway.log").read_text()
     assert "critical path:" in result.stdout and "makespan" in result.stdout
 
+    # The run's picture: an SVG beside timings.json, a text timeline and the history line.
+    import xml.etree.ElementTree as ET
+
+    picture = project.last_run_dir() / "timeline.svg"
+    drawn = [g.get("data-step") for g in ET.parse(picture).getroot().iter("{http://www.w3.org/2000/svg}g")
+             if g.get("data-step")]
+    assert drawn == [s["name"] for s in doc["steps"]]
+    assert f"timeline: {picture}" in result.stdout
+    assert "Timeline (seconds from the first start)" in result.stdout
+    assert doc["history"]["kind"] == "cold" and "history: cold run in" in result.stdout
+
 
 def test_second_up_reuses_the_cluster(project: Project):
     assert project.run("e2e.up", "--only", "cluster").returncode == 0
@@ -65,6 +76,9 @@ def test_second_up_reuses_the_cluster(project: Project):
     creates = [a for a in _argvs(project) if a[:2] == ["create", "cluster"]]
     assert len(creates) == 1
     assert "reused existing cluster" in second.stdout
+    # Filed as a warm run, not compared with the cold one that created the cluster.
+    assert "history: warm run in" in second.stdout and "first warm run" in second.stdout
+    assert json.loads((project.state / "history.json").read_text())["runs"][0]["kind"] == "cold"
 
 
 def test_clean_removes_cluster_images_and_state_and_is_idempotent(project: Project):

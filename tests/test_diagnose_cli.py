@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import ROOT
 from tests.kindstate import standin_env
@@ -148,3 +149,32 @@ def test_offline_logs_same_findings_and_exit_codes(tmp_path):
     assert ok.returncode == 0, ok.stdout
     missing = _invoke(e, "--logs", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "--logs" in missing.stderr
+
+
+CORPUS = ROOT / "tests" / "corpus"
+HELDOUT = yaml.safe_load((CORPUS / "manifest.yaml").read_text())["heldout"]
+
+
+@pytest.fixture
+def offline_env(tmp_path: Path) -> dict[str, str]:
+    return {**standin_env(tmp_path / "kind"), "CI": "true", "INVOKE_E2E_STATE_DIR": str(tmp_path / "s")}
+
+
+@pytest.mark.parametrize("rel", sorted(HELDOUT))
+def test_a_crash_of_a_kind_no_signature_knows_exits_1_quoting_the_fatal_line(offline_env, rel):  # type: ignore[no-untyped-def]
+    result = _invoke(offline_env, "--logs", str(CORPUS / rel))
+    assert result.returncode == 1, result.stdout + result.stderr
+    fatal = next(fragment for fragment in HELDOUT[rel]["evidence"] if fragment.startswith("line "))
+    assert " ".join(fatal.split()) in " ".join(result.stdout.split()), result.stdout  # rich may wrap lines
+    assert "no problems found" not in result.stdout
+
+
+def test_a_recovered_transient_error_exits_0_with_a_note(offline_env):  # type: ignore[no-untyped-def]
+    result = _invoke(offline_env, "--logs", str(CORPUS / "healthy" / "datastorage-pg-retry-recovered.log"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no problems found" in result.stdout
+    assert "[NOTE]" in result.stdout and "recovered: line 5" in result.stdout
+    as_json = _invoke(offline_env, "--logs", str(CORPUS / "healthy" / "datastorage-pg-retry-recovered.log"), "--json")
+    assert as_json.returncode == 0
+    (note,) = json.loads(as_json.stdout)["findings"]
+    assert note["severity"] == "info" and "then it recovered" in note["cause"]

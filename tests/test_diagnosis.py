@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kubernaut_e2e import diagnosis
 from kubernaut_e2e.diagnosis import (
@@ -25,6 +28,7 @@ from kubernaut_e2e.diagnosis import (
 )
 
 LOGS = Path(__file__).parent / "fixtures" / "logs"
+CORPUS = Path(__file__).parent / "corpus"
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -44,6 +48,8 @@ def only(findings: list[Finding], signature_id: str) -> Finding:
 
 # --------------------------------------------------------------------------- knowledge base
 
+
+FAMILIES = {"start", "config", "dependency", "kube-api", "go-runtime", "host", "pod"}
 
 REQUIRED_IDS = {
     "go-lfstack-amd64-emulated",
@@ -70,8 +76,9 @@ def test_signatures_load_once_and_cover_the_required_failures() -> None:
     assert load_signatures() is signatures  # cached: parsed once per process
     assert REQUIRED_IDS <= {s.id for s in signatures}
     for signature in signatures:
-        assert signature.severity in ("critical", "error", "warning")
+        assert signature.severity in ("critical", "error", "warning", "info")
         assert signature.meaning and signature.fix and signature.title
+        assert signature.family in FAMILIES, (signature.id, signature.family)
 
 
 def test_no_pattern_matches_a_bare_word() -> None:
@@ -189,13 +196,13 @@ SIGNATURE_CASES = {
         ["first non-runtime frame"],
     ),
     "fatal-concurrent-map-writes.log": (
-        {"go-fatal-error"},
+        {"go-concurrent-map-access"},
         ["concurrent map writes", "metrics.(*Recorder).Observe", "recorder.go:57"],
         ["mutex"],
     ),
     "datastorage-postgres-refused.log": (
-        {"dependency-unreachable"},
-        ["cannot reach 10.96.118.40:5432: connection refused", "DNS lookup of redis failed: no such host", "PostgreSQL"],
+        {"dependency-unreachable", "dns-lookup-failed"},
+        ["cannot reach 10.96.118.40:5432: connection refused", "PostgreSQL"],
         ["host:port", "Ready"],
     ),
     "events-err-image-never-pull.log": (
@@ -251,6 +258,9 @@ def test_signature_fixture(fixture: str) -> None:
 
 def test_every_signature_has_a_fixture() -> None:
     covered = set().union(*(expected for expected, _, _ in SIGNATURE_CASES.values()))
+    corpus = yaml.safe_load((CORPUS / "manifest.yaml").read_text())
+    covered |= {case["expect"] for case in corpus["crash"].values()}
+    covered |= {note for case in corpus["healthy"].values() for note in case.get("notes", ())}
     assert covered == {s.id for s in load_signatures()}
 
 
@@ -720,6 +730,288 @@ def test_sort_findings_most_severe_first_and_stable() -> None:
 def test_finding_to_dict_is_json_ready() -> None:
     finding = match_text((LOGS / "panic-nil-pointer.log").read_text(), "gateway.log")[0]
     data = finding.to_dict()
-    assert set(data) == {"signature_id", "title", "severity", "subject", "meaning", "evidence", "fix"}
+    assert set(data) == {"signature_id", "title", "severity", "subject", "cause", "meaning", "evidence", "fix",
+                         "depends_on"}
+    assert data["cause"].startswith("github.com/jordigilh/kubernaut/pkg/gateway/processing.(*DeduplicationService).Check")
     assert json.loads(json.dumps(data))["evidence"] == list(finding.evidence)
 
+
+
+# --------------------------------------------------------------------------- the corpus
+
+
+def _score_module():  # type: ignore[no-untyped-def]
+    """bench/diagnosis_score.py: the one home of what "right" means for a corpus case."""
+    spec = importlib.util.spec_from_file_location("diagnosis_score", REPO / "bench" / "diagnosis_score.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+SCORE = _score_module()
+MANIFEST = SCORE.load_manifest()
+
+
+@pytest.mark.parametrize("rel", sorted(MANIFEST["crash"]))
+def test_corpus_crash_log(rel: str) -> None:
+    assert SCORE.check_crash(rel, MANIFEST["crash"][rel]) == []
+
+
+@pytest.mark.parametrize("rel", sorted(MANIFEST["healthy"]))
+def test_corpus_healthy_log_has_no_problem(rel: str) -> None:
+    assert SCORE.check_healthy(rel, MANIFEST["healthy"][rel]) == []
+
+
+@pytest.mark.parametrize("rel", sorted(MANIFEST["bundles"]))
+def test_corpus_bundle_ranks_causes_first(rel: str) -> None:
+    assert SCORE.check_bundle(rel, MANIFEST["bundles"][rel]) == []
+
+
+@pytest.mark.parametrize("rel", sorted(MANIFEST["heldout"]))
+def test_corpus_heldout_log_is_caught_by_the_generic_finding(rel: str) -> None:
+    assert SCORE.check_heldout(rel, MANIFEST["heldout"][rel]) == []
+
+
+def test_corpus_is_big_enough_cited_and_fully_listed() -> None:
+    families = {s.id: s.family for s in load_signatures()}
+    assert len(MANIFEST["crash"]) >= 60 and len(MANIFEST["healthy"]) >= 10 and len(MANIFEST["heldout"]) >= 5
+    per_family: dict[str, int] = {}
+    for case in MANIFEST["crash"].values():
+        per_family[families[case["expect"]]] = per_family.get(families[case["expect"]], 0) + 1
+    assert set(per_family) == FAMILIES and min(per_family.values()) >= 5, per_family
+    listed = {*MANIFEST["crash"], *MANIFEST["healthy"], *MANIFEST["heldout"]}
+    on_disk = {p.relative_to(CORPUS).as_posix() for p in CORPUS.glob("*/*.log")}
+    assert listed == on_disk
+    for path in CORPUS.rglob("*.log"):
+        assert path.read_text().startswith("# source: "), path
+
+
+def test_every_heldout_case_expects_the_generic_finding_and_quotes_its_fatal_line() -> None:
+    generic = {"unrecognised-crash", "go-panic", "go-fatal-error"}  # the fallback and the Go catch-alls
+    for rel, case in MANIFEST["heldout"].items():
+        assert case.get("expect", "unrecognised-crash") in generic, rel
+        assert any(fragment.startswith("line ") for fragment in case["evidence"]), rel
+
+
+def test_score_script_prints_each_family_and_meets_its_goals() -> None:
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "diagnosis_score.py")], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for family in FAMILIES:
+        assert f"\n{family} " in result.stdout
+    assert "false problems: 0" in result.stdout
+
+
+def test_the_whole_corpus_is_diagnosed_quickly() -> None:
+    started = time.perf_counter()
+    for path in CORPUS.rglob("*.log"):
+        match_text(path.read_text(), path.name)
+    assert time.perf_counter() - started < 5  # generous: the score script prints the real figure
+
+
+def test_a_big_noisy_log_is_diagnosed_quickly() -> None:
+    noise = "".join(
+        f'{{"level":"info","ts":"2025-11-27T10:00:{i % 60:02d}.000Z","logger":"gateway","msg":"request completed",'
+        f'"path":"/api/v1/signals/prometheus","status":201,"error":null,"attempt":{i}}}\n' for i in range(60000))
+    started = time.perf_counter()
+    findings = match_text(noise + "panic: boom\n", "big.log")
+    assert time.perf_counter() - started < 10
+    assert [f.signature_id for f in findings] == ["go-panic"]
+
+
+ADVERSARIAL = [
+    ch * 20000 for ch in ("a", " ", '"', "\\", ":", "/", "0", "x", ".", "-", "\t")
+] + [
+    "dial tcp " + "1." * 5000 + ":", "lookup " + "a." * 8000, 'User \\"' + "a" * 10000,
+    "config " + "a " * 8000 + "is", "Key: '" + "a." * 8000, "yaml: line 1: " + "\\" * 10000,
+    "exec: " + '"' * 10000, "x509: certificate is valid for " + "a, " * 6000,
+]
+
+
+def test_no_pattern_backtracks_catastrophically() -> None:
+    kb = diagnosis.load_knowledge()
+    regexes = [p.regex for s in kb.signatures for p in s.patterns]
+    regexes += [c.pattern.regex for c in kb.crash_lines]
+    regexes += [kb.recovery_dependency, kb.recovery_service, kb.recovery_never, kb.error_lines, kb.payload]
+    regexes += [r.search for s in kb.signatures for r in s.evidence if r.search is not None]
+    for line in ADVERSARIAL:
+        for regex in regexes:
+            started = time.perf_counter()
+            regex.search(line)
+            assert time.perf_counter() - started < 0.5, (regex.pattern, line[:40])
+
+
+# --------------------------------------------------------------------------- engine rules
+
+
+def test_a_more_specific_signature_supersedes_a_general_one_on_the_same_line() -> None:
+    line = ('Internal error occurred: failed calling webhook "v.kb.io": failed to call webhook: Post '
+            '"https://w.ns.svc:443/validate?timeout=10s": dial tcp 10.96.3.3:443: connect: connection refused')
+    assert ids(match_text(line, "x")) == {"admission-webhook-failed"}
+    assert ids(match_text("dial tcp 10.96.3.3:443: connect: connection refused", "x")) == {"dependency-unreachable"}
+
+
+REFUSED = '{"level":"error","msg":"redis ping failed","error":"dial tcp 10.96.2.3:6379: connect: connection refused"}'
+
+
+def test_a_recovered_transient_error_is_only_a_note() -> None:
+    text = f"{REFUSED}\n{REFUSED}\n" + '{"level":"info","msg":"redis connected","addr":"redis:6379"}\n'
+    finding = only(match_text(text, "gateway.log"), "dependency-unreachable")
+    assert finding.severity == "info" and not diagnosis.is_problem(finding)
+    assert "recovered: line 3: " in evidence_text(finding)
+    assert "then it recovered" in finding.cause
+
+
+def test_an_error_after_the_recovery_is_a_problem_again() -> None:
+    text = f"{REFUSED}\n" + '{"level":"info","msg":"redis connected"}\n' + f"{REFUSED}\n"
+    assert only(match_text(text, "x"), "dependency-unreachable").severity == "error"
+
+
+@pytest.mark.parametrize("later", [
+    '{"level":"info","msg":"connected to postgresql"}',  # another dependency
+    '{"level":"warn","msg":"redis not connected yet, retrying"}',  # says it is still failing
+    '{"level":"info","msg":"waiting for redis to be ready"}',
+])
+def test_recovery_must_be_of_the_same_dependency_and_say_it_works(later: str) -> None:
+    assert only(match_text(f"{REFUSED}\n{later}\n", "x"), "dependency-unreachable").severity == "error"
+
+
+def test_a_service_level_ready_line_counts_as_recovery() -> None:
+    text = f'{REFUSED}\n{{"level":"info","msg":"Gateway server started","addr":":8080"}}\n'
+    assert only(match_text(text, "x"), "dependency-unreachable").severity == "info"
+
+
+def test_failure_text_inside_payload_fields_of_a_structured_log_is_not_evidence() -> None:
+    payload = ('{"level":"info","msg":"received alert","description":"fatal error: concurrent map writes; '
+               'exec /app: exec format error; dial tcp 10.0.0.1:5432: connect: connection refused"}')
+    assert match_text(payload, "gateway.log") == []
+    own = '{"level":"error","msg":"start failed","error":"exec /app: exec format error"}'
+    assert ids(match_text(own, "gateway.log")) == {"exec-format-error"}
+    # Outside a structured log line, `message` is real evidence (pod status JSON).
+    status = '{"terminated":{"exitCode":128,"message":"exec: \\"/gw\\": executable file not found in $PATH: unknown"}}'
+    assert ids(match_text(status, "status.json")) == {"entrypoint-not-found"}
+
+
+@pytest.mark.parametrize(("text", "fatal_line_no", "caller"), [
+    ('{"level":"info","msg":"starting"}\n{"level":"fatal","ts":1.7e9,"caller":"gateway/main.go:88",'
+     '"msg":"cannot start","error":"boom"}', 2, "caller: gateway/main.go:88"),
+    ("2025-11-27T06:00:00.000Z\tINFO\tgateway\tstarting\n2025-11-27T06:00:00.100Z\tFATAL\tgateway\t"
+     "gateway/main.go:91\tcannot start\t{\"error\": \"boom\"}", 2, "caller: gateway/main.go:91"),
+    ("I1127 06:00:00.000000       1 main.go:40] starting\nF1127 06:00:01.000000       1 main.go:52] cannot start: boom",
+     2, "caller: main.go:52"),
+    ('time="2025-11-27T06:00:00Z" level=fatal msg="cannot start" error=boom', 1, None),
+    ("exec /usr/local/bin/gateway: input/output error", 1, None),
+    ("Traceback (most recent call last):\n  File \"/app/x.py\", line 3, in <module>\nKeyError: 'x'", 1, None),
+])
+def test_an_unrecognised_crash_line_still_gives_a_finding(text: str, fatal_line_no: int, caller: str | None) -> None:
+    findings = match_text(text, "svc.log")
+    assert [f.signature_id for f in findings] == ["unrecognised-crash"]
+    finding = findings[0]
+    assert diagnosis.is_problem(finding)
+    fatal = text.splitlines()[fatal_line_no - 1].strip()
+    assert finding.evidence[0] == f"line {fatal_line_no}: {fatal}"
+    assert finding.cause.startswith("it crashed with: ")
+    assert finding.fix.startswith("unrecognised crash: ")
+    if caller:
+        assert caller in finding.evidence
+
+
+def test_the_generic_finding_names_the_first_application_frame_of_a_go_trace() -> None:
+    text = ("panic: something unusual\n\ngoroutine 1 [running]:\nsync.(*Once).doSlow(0x0)\n"
+            "\t/usr/local/go/src/sync/once.go:78 +0xab\nmain.main()\n\t/src/cmd/x/main.go:12 +0x1d\n")
+    finding = match_text(text, "x")[0]
+    assert "first non-runtime frame: main.main at /src/cmd/x/main.go:12" in finding.evidence
+
+
+def test_no_generic_finding_when_a_signature_explains_the_crash() -> None:
+    text = f"{REFUSED}\n" + '{"level":"fatal","msg":"cannot start without redis"}'
+    assert ids(match_text(text, "x")) == {"dependency-unreachable"}
+
+
+def test_a_container_that_died_without_any_fatal_line_still_gets_a_finding() -> None:
+    previous = ('{"level":"info","msg":"starting"}\n{"level":"error","caller":"datastorage/main.go:98",'
+                '"msg":"Failed to create server","error":"something nobody anticipated"}\n')
+    crashed = container(name="datastorage", restart_count=3, waiting_reason="CrashLoopBackOff",
+                        terminated_reason="Error", exit_code=1, previous_log=previous)
+    findings = diagnose_pod(pod(crashed))
+    assert [f.signature_id for f in findings] == ["unrecognised-crash", "container-crash-loop"]
+    generic = findings[0]
+    assert generic.severity == "error"
+    assert evidence_text(generic).startswith("last error line, previous log line 2: ")
+    assert "caller: datastorage/main.go:98" in generic.evidence
+    assert "container datastorage: last exit code 1 (Error)" in generic.evidence
+    assert "restarted 3 times" in generic.evidence
+
+
+def test_a_container_that_cannot_start_is_critical_even_when_unrecognised() -> None:
+    message = 'failed to create containerd task: OCI runtime create failed: unable to start container process: odd'
+    stuck = container(waiting_reason="RunContainerError", waiting_message=message)
+    finding = only(diagnose_pod(pod(stuck)), "unrecognised-crash")
+    assert finding.severity == "critical"
+    assert "waiting message: " in finding.evidence[0] and "unable to start container process" in finding.evidence[0]
+
+
+def test_a_restart_explained_by_a_recovered_dependency_is_only_a_note() -> None:
+    previous = f"{REFUSED}\n" + '{"level":"error","msg":"Failed to create Gateway server","error":"redis unavailable"}\n'
+    ready = container(ready=True, restart_count=2, terminated_reason="Error", exit_code=1, previous_log=previous,
+                      log='{"level":"info","msg":"redis connected"}\n')
+    findings = diagnose_pod(pod(ready))
+    assert findings and not any(diagnosis.is_problem(f) for f in findings)
+    assert "ready now" in findings[0].cause
+
+
+def test_an_unexplained_restart_of_a_ready_container_is_a_warning() -> None:
+    returned = container(ready=True, restart_count=1, terminated_reason="Completed", exit_code=0)
+    assert only(diagnose_pod(pod(returned)), "unrecognised-crash").severity == "warning"
+    # A non-zero exit is a crash even if the next instance is ready: it may well happen again.
+    crashed = container(ready=True, restart_count=1, terminated_reason="Error", exit_code=2)
+    assert only(diagnose_pod(pod(crashed)), "unrecognised-crash").severity == "error"
+
+
+def mk(signature_id: str, severity: str, subject: str, depends_on: tuple[str, ...] = (), symptom: bool = False) -> Finding:
+    return Finding(signature_id, signature_id, severity, subject, "m", (), "f", depends_on=depends_on, symptom=symptom)
+
+
+def test_a_dependency_that_never_came_up_outranks_what_it_caused() -> None:
+    found = [
+        mk("dependency-unreachable", "error", "pod ns/gateway-1 container gateway", ("datastorage",)),
+        mk("go-lfstack-amd64-emulated", "critical", "pod ns/other-1 container other"),
+        mk("dependency-unreachable", "error", "pod ns/datastorage-1 container datastorage", ("postgresql",)),
+        mk("container-crash-loop", "error", "pod ns/datastorage-1 container datastorage", symptom=True),
+        mk("dependency-not-ready", "info", "pod ns/datastorage-1 container datastorage", ("redis",)),
+        mk("file-permission-denied", "warning", "pod ns/postgresql-0 container postgresql"),
+    ]
+    order = [(f.signature_id, f.subject.split()[1]) for f in sort_findings(found)]
+    assert order == [
+        ("go-lfstack-amd64-emulated", "ns/other-1"),
+        ("file-permission-denied", "ns/postgresql-0"),
+        ("dependency-unreachable", "ns/datastorage-1"),
+        ("container-crash-loop", "ns/datastorage-1"),
+        ("dependency-unreachable", "ns/gateway-1"),
+        ("dependency-not-ready", "ns/datastorage-1"),
+    ]
+
+
+def test_component_of_uses_the_most_specific_part_of_the_subject() -> None:
+    assert diagnosis.component_of("gateway-e2e-worker/pods/ns_datastorage-5f_uid/datastorage/0.log") == "datastorage"
+    assert diagnosis.component_of("pod kubernaut-system/postgresql-0 container postgresql") == "postgresql"
+    assert diagnosis.component_of("pod ns/gateway-6c container gateway") == "gateway"
+    assert diagnosis.component_of("build-gateway.log") == "gateway"
+    assert diagnosis.component_of("kind-version.txt") is None
+
+
+def test_knowledge_base_schema_errors_are_named(tmp_path: Path) -> None:
+    base = "    title: t\n    severity: error\n    patterns: ['abc']\n    meaning: m\n    fix: f\n"
+    bad = tmp_path / "kb.yaml"
+    bad.write_text(f"signatures:\n  - id: x\n    supersedes: [nope]\n{base}")
+    with pytest.raises(diagnosis.SignatureError, match="supersedes unknown ids"):
+        diagnosis.load_knowledge(bad)
+    bad.write_text(f"colours: []\nsignatures:\n  - id: x\n{base}")
+    with pytest.raises(diagnosis.SignatureError, match="unknown top-level keys"):
+        diagnosis.load_knowledge(bad)
+    bad.write_text(f"crash_lines: [{{id: c, what: w, severity: info, pattern: x}}]\nsignatures:\n  - id: x\n{base}")
+    with pytest.raises(diagnosis.SignatureError, match="crash line c"):
+        diagnosis.load_knowledge(bad)
+    bad.write_text(f"signatures:\n  - id: x\n    cause: 'a {{b'\n{base}")
+    with pytest.raises(diagnosis.SignatureError, match="bad template"):
+        diagnosis.load_knowledge(bad)

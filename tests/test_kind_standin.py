@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.kindstate import KIND_STANDIN, clusters, read_calls, set_behaviour, standin_env
+from tests.kindstate import KIND_STANDIN, clusters, interrupted_create, read_calls, set_behaviour, standin_env
 
 
 @pytest.fixture
@@ -515,3 +515,28 @@ def test_calls_log_records_argv_provider_and_exit(env: dict[str, str], state: Pa
     # the docker-provider cluster was invisible to the podman delete
     assert list(clusters(state)) == ["c1"]
     assert len(read_calls(state, include_started=True)) == 2 * len(calls)
+
+
+def test_interrupted_create_leaves_a_listed_but_unusable_cluster(state: Path, env: dict[str, str], tmp_path: Path):
+    kubeconfig = tmp_path / "kc"
+    interrupted_create(state, "half", env, kubeconfig=kubeconfig)
+    assert kind(env, "get", "clusters").stdout == "half\n"
+    assert kind(env, "get", "nodes", "--name", "half").stdout == "half-control-plane\n"
+    result = kind(env, "get", "kubeconfig", "--name", "half")
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        'ERROR: failed to get cluster internal kubeconfig: command "docker exec --privileged half-control-plane '
+        'cat /etc/kubernetes/admin.conf" failed with error: exit status 1\n')
+    assert "cat: /etc/kubernetes/admin.conf: No such file or directory" in result.stderr
+    assert not kubeconfig.exists()  # kind writes the kubeconfig only at the end
+    again = kind(env, "create", "cluster", "--name", "half")
+    assert again.returncode == 1 and 'node(s) already exist for a cluster with the name "half"' in again.stderr
+    assert kind(env, "delete", "cluster", "--name", "half").returncode == 0
+    assert clusters(state) == {}
+
+
+def test_a_stall_that_ends_completes_the_create(state: Path, env: dict[str, str], tmp_path: Path):
+    set_behaviour(state, stall={"create cluster": 0.2})
+    assert kind(env, "create", "cluster", "--name", "slow", "--kubeconfig", str(tmp_path / "kc")).returncode == 0
+    assert clusters(state)["slow"]["usable"] is True
+    assert kind(env, "get", "kubeconfig", "--name", "slow").returncode == 0

@@ -52,7 +52,7 @@ def test_kind_config_comes_from_the_stack_with_host_port_overrides(tmp_path: Pat
     doc = kind.cluster_config(cfg.stack.cluster, cfg.host_ports, cfg.source_dir)
     assert [n["role"] for n in doc["nodes"]] == ["control-plane"]
     node = doc["nodes"][0]
-    assert node["image"].startswith("docker.io/kindest/node:v1.36.1@sha256:")
+    assert node["image"].startswith("kindest/node:v1.36.1@sha256:")
     mappings = {m["containerPort"]: m["hostPort"] for m in node["extraPortMappings"]}
     assert mappings == {30080: 18080, 30180: 28080, 30090: 9090, 30081: 18091, 30281: 28091,
                         30185: 28185, 30183: 28183, 30082: 28193}

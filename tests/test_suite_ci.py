@@ -116,6 +116,8 @@ def test_ci_passing_run_cleans_up_and_summarises(project: Project, kubeapi, tmp_
     assert not any(project.image_exists(ref) for ref in project.images.values())
     assert (project.last_run_dir() / "junit.xml").exists() and (project.last_run_dir() / "timings.json").exists()
     assert "e2e.ci summary" in result.stdout and "PASSED" in result.stdout
+    assert summary["timeline"] == str(project.last_run_dir() / "timeline.svg")
+    assert Path(summary["timeline"]).is_file() and summary["up"]["history"].startswith("cold run in")
 
 
 def test_ci_failing_suite_diagnoses_and_keeps_with_keep(project: Project, kubeapi, tmp_path: Path):

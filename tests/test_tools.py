@@ -54,3 +54,41 @@ def test_docker_and_podman_differ_where_they_must():
     assert podman.image_exists("docker", "r")[:3] == ["docker", "image", "inspect"]
     assert podman.info_arch("docker") == ["docker", "info", "--format", "{{.Architecture}}"]
     assert podman.save("docker", "r", Path("/a.tar")) == ["docker", "save", "-o", "/a.tar", "r"]
+
+
+# --- progress parsers (the live view's progress column) --------------------------------------
+
+def test_build_progress_reads_podman_and_buildkit_steps():
+    # Lines as podman 4.3 prints them for a two-stage build (seen on this machine).
+    assert podman.build_progress("STEP 1/2: FROM scratch") == "step 1/2"
+    assert podman.build_progress("[2/2] STEP 3/4: COPY hello /c") == "stage 2/2, step 3/4"
+    assert podman.build_progress("#8 [builder 3/7] RUN go build ./cmd/gateway") == "builder 3/7"
+    assert podman.build_progress("#3 [2/5] COPY . .") == "step 2/5"
+    for other in ("--> 54fa8ab2556", "[2/2] COMMIT localhost/pt:1", "Successfully tagged x", "",
+                  "go: downloading STEP 1/2: not at the start"):
+        assert podman.build_progress(other) is None
+
+
+def test_save_progress_names_the_phase():
+    assert podman.save_progress("Copying blob sha256:9a91362f35b5b7ab1e35c18f0c9cf6b0f8") == \
+        "copying blob 9a91362f35b5"
+    assert podman.save_progress("Copying config sha256:54fa8ab25566d89b7") == "copying config 54fa8ab25566"
+    assert podman.save_progress("Writing manifest to image destination") == "writing manifest"
+    assert podman.save_progress("Error: no such image") is None
+
+
+def test_kind_create_progress_drops_the_emoji_and_keeps_the_phase():
+    assert kind.create_progress(" • Ensuring node image (kindest/node:v1.33.1) 🖼  ...") == \
+        "Ensuring node image (kindest/node:v1.33.1)"
+    assert kind.create_progress(" ✓ Preparing nodes 📦 📦") == "Preparing nodes: done"
+    assert kind.create_progress(" ✗ Starting control-plane 🕹️") == "Starting control-plane: FAILED"
+    assert kind.create_progress(" • Waiting ≤ 5m0s for control-plane = Ready ⏳  ...") == \
+        "Waiting ≤ 5m0s for control-plane = Ready"
+    assert kind.create_progress('Creating cluster "gateway-e2e" ...') is None
+
+
+def test_kind_load_progress_names_the_node():
+    line = ('Image: "localhost/g:t" with ID "sha256:1f" not yet present on node "gw-control-plane", '
+            "loading...")
+    assert kind.load_progress(line) == "loading onto gw-control-plane"
+    assert kind.load_progress("enabling experimental podman provider") is None
