@@ -130,3 +130,27 @@ def save_progress(line: str) -> str | None:
     phase, subject = found.groups()
     digest = subject.split(":", 1)[-1][:12] if subject.startswith("sha256:") else ""
     return f"{phase.lower()} {digest}".strip()
+
+
+#: The label kind puts on every node container of a cluster (value: the cluster's name).
+KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"
+
+
+def kind_nodes(tool: str, cluster: str) -> list[str]:
+    """Every node container of a kind cluster, running or not, with its state."""
+    return [tool, "ps", "--all", "--filter", f"label={KIND_CLUSTER_LABEL}={cluster}",
+            "--format", "{{.Names}}\t{{.State}}"]
+
+
+def parse_node_states(stdout: str) -> dict[str, str]:
+    """`name<TAB>state` lines -> {name: state}; podman says "exited", docker "exited" too."""
+    states = {}
+    for line in stdout.splitlines():
+        name, _, state = line.strip().partition("\t")
+        if name:
+            states[name] = state.strip().lower() or "unknown"
+    return states
+
+
+def start(tool: str, names: list[str]) -> list[str]:
+    return [tool, "start", *names]

@@ -130,20 +130,35 @@ def _plan_cluster(p: PlanInputs) -> list[str]:
 
 
 def cluster(ctx: StepContext) -> Noted:
-    """Create the Kind cluster, or reuse one of that name; write its private kubeconfig."""
+    """Create the Kind cluster, or reuse a healthy one of that name; write its private kubeconfig.
+
+    kind lists a cluster as long as its node containers exist, usable or not: a `kind create`
+    that was interrupted leaves nodes without a control plane, and a host or podman machine
+    restart leaves them stopped. A listed cluster is therefore checked before it is reused:
+    stopped nodes are started, and a cluster that still cannot be used is deleted and created
+    again, with one line saying why.
+    """
     cfg, env = ctx.cfg, kind.provider_env(ctx.tools.provider)
     listed = ctx.sh(kind.get_clusters(), env=env, capture=True)
     exists = cfg.cluster_name in kind.parse_clusters(listed.stdout)
+    if not ctx.run.dry:
+        private_dir(cfg.cluster_state_dir)
+    why_recreated = ""
     if exists and ctx.run.recreate:
         ctx.sh(kind.delete_cluster(cfg.cluster_name, cfg.kubeconfig), env=env)
         exists = False
-    if not ctx.run.dry:
-        private_dir(cfg.cluster_state_dir)
-    if exists:
-        # Never `kind export kubeconfig`: that would edit the user's ~/.kube/config.
-        out = ctx.sh(kind.get_kubeconfig(cfg.cluster_name), env=env, capture=True, log_stdout=False)
-        if not out.dry:
-            write_private(cfg.kubeconfig, out.stdout)
+    elif exists and not ctx.run.dry:
+        started = _start_stopped_nodes(ctx)
+        problem = _unusable(ctx, env, wait=60.0 if started else 15.0)
+        if problem is None:
+            return Noted(f"reused existing cluster (started its stopped nodes: {', '.join(started)})"
+                         if started else "reused existing cluster", cfg.kubeconfig)
+        why_recreated = f"cluster {cfg.cluster_name!r} is listed by kind but unusable ({problem})"
+        ctx.run.echo(f"{why_recreated}: deleting it and creating it again")
+        ctx.log(f"{why_recreated}: deleting it and creating it again")
+        ctx.sh(kind.delete_cluster(cfg.cluster_name, cfg.kubeconfig), env=env)
+    elif exists:
+        ctx.sh(kind.get_kubeconfig(cfg.cluster_name), env=env, capture=True, log_stdout=False)
         return Noted("reused existing cluster", cfg.kubeconfig)
     if not ctx.run.dry:
         for mount in cfg.stack.cluster.mounts:
@@ -159,7 +174,62 @@ def cluster(ctx: StepContext) -> Noted:
         if not cfg.kubeconfig.is_file():
             raise StepFailed(f"kind create cluster exited 0 but wrote no kubeconfig at {cfg.kubeconfig}")
         cfg.kubeconfig.chmod(0o600)
-    return Noted("created", cfg.kubeconfig)
+    return Noted(f"recreated: {why_recreated}" if why_recreated else "created", cfg.kubeconfig)
+
+
+def _start_stopped_nodes(ctx: StepContext) -> list[str]:
+    """Start the cluster's node containers that are not running (after a host restart)."""
+    tool = ctx.tools.provider
+    states = podman.parse_node_states(
+        ctx.sh(podman.kind_nodes(tool, ctx.cfg.cluster_name), capture=True, check=False).stdout)
+    stopped = sorted(name for name, state in states.items() if state != "running")
+    if stopped:
+        line = (f"cluster {ctx.cfg.cluster_name!r}: node container(s) {', '.join(stopped)} "
+                f"{'is' if len(stopped) == 1 else 'are'} not running (host or podman machine restarted?): starting")
+        ctx.run.echo(line)
+        ctx.log(line)
+        ctx.sh(podman.start(tool, stopped), check=False)
+    return stopped
+
+
+def _unusable(ctx: StepContext, env: dict[str, str], wait: float) -> str | None:
+    """Why the listed cluster cannot be used, or None; writes its kubeconfig when it can."""
+    import time
+
+    cfg = ctx.cfg
+    # Never `kind export kubeconfig`: that would edit the user's ~/.kube/config.
+    out = ctx.sh(kind.get_kubeconfig(cfg.cluster_name), env=env, capture=True, log_stdout=False, check=False)
+    if not out.ok or "clusters:" not in out.stdout:
+        return "kind cannot read its kubeconfig: a `kind create` that was interrupted leaves this"
+    write_private(cfg.kubeconfig, out.stdout)
+    deadline = time.monotonic() + wait
+    last = ""
+    while True:
+        last = _api_answer(cfg.kubeconfig)
+        if last == "ok":
+            return None
+        if time.monotonic() >= deadline or ctx.run.cancellation.wait(1.0):
+            ctx.run.cancellation.check()
+            return f"its API server did not answer within {wait:g}s: {last}"
+
+
+def _api_answer(kubeconfig: Path) -> str:
+    """'ok' when the API server says it is ready, else what went wrong (one line)."""
+    from kubernaut_e2e.kube import Kube, KubeError
+
+    try:
+        kube = Kube(kubeconfig, request_timeout=5)
+    except Exception as exc:  # a kubeconfig the client cannot use is an answer too
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    try:
+        kube.request("GET", "/readyz", raw=True)
+        return "ok"
+    except KubeError as exc:
+        return str(exc).splitlines()[0]
+    except Exception as exc:  # connection refused, TLS, timeouts: the server is not there
+        return f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+    finally:
+        kube.close()
 
 
 # --- what the cluster has been given ---------------------------------------------------------

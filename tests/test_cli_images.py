@@ -205,3 +205,43 @@ def test_recreate_deletes_and_creates_and_home_kubeconfig_is_untouched(project: 
     assert ["delete", "cluster"] in [a[:2] for a in argvs]
     assert not (home / ".kube").exists()
     assert not (project.kind_state / "home-kube-config").exists()  # kind was always given --kubeconfig
+
+
+def test_a_half_made_cluster_is_recreated_with_one_line_saying_why(project: Project):
+    # What an interrupted `kind create` leaves: listed by kind, but no kubeconfig to be had.
+    from tests.kindstate import interrupted_create
+
+    cluster = project.env["INVOKE_E2E_CLUSTER_NAME"]
+    env = {**project.env, "KIND_EXPERIMENTAL_PROVIDER": "podman"}
+    interrupted_create(project.kind_state, cluster, env)
+    result = project.run("e2e.up", "--only", "cluster")
+    assert result.returncode == 0, result.stdout + result.stderr
+    why = (f"cluster {cluster!r} is listed by kind but unusable (kind cannot read its kubeconfig: "
+           "a `kind create` that was interrupted leaves this): deleting it and creating it again")
+    assert why in result.stdout
+    argvs = [a[:2] for a in _argvs(project)]
+    assert argvs.index(["delete", "cluster"]) < len(argvs) - 1 - argvs[::-1].index(["create", "cluster"])
+    note = {s["name"]: s["note"] for s in project.timings()["steps"]}["cluster"]
+    assert note.startswith("recreated: ")
+    assert clusters(project.kind_state)[cluster].get("usable") is True
+
+
+def test_stopped_node_containers_are_started_not_silently_reused(project: Project, preload_images):
+    # After a host or podman machine restart kind still lists the cluster; its nodes are stopped.
+    cluster = project.env["INVOKE_E2E_CLUSTER_NAME"]
+    assert project.run("e2e.up", "--only", "cluster").returncode == 0
+    node = f"{cluster}-control-plane"
+    project.podman("create", "--name", node, "--label", f"io.x-k8s.kind.cluster={cluster}", preload_images[0],
+                   check=True)
+    try:
+        again = project.run("e2e.up", "--only", "cluster")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert (f"cluster {cluster!r}: node container(s) {node} is not running (host or podman machine "
+                "restarted?): starting") in again.stdout
+        assert f"$ podman start {node}" in (project.last_run_dir() / "cluster.log").read_text()
+        started = project.podman("inspect", "--format", "{{.State.StartedAt}}", node).stdout.strip()
+        assert started and not started.startswith("0001-01-01")  # it really was started
+        note = {s["name"]: s["note"] for s in project.timings()["steps"]}["cluster"]
+        assert note == f"reused existing cluster (started its stopped nodes: {node})"
+    finally:
+        project.podman("rm", "--force", node)
