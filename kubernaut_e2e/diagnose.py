@@ -165,7 +165,10 @@ def render(findings: Sequence[Finding], snapshot: Snapshot | None, source: str, 
     from rich.console import Console
     from rich.markup import escape
 
-    console = Console(file=stream, width=110)
+    from kubernaut_e2e.console import is_terminal
+
+    # Into a pipe or a file: no wrapping at an assumed width (a sentence cut mid-way breaks grep).
+    console = Console(file=stream) if is_terminal(stream) else Console(file=stream, soft_wrap=True, width=10_000)
     console.print(f"[bold]diagnose[/] {escape(source)}", highlight=False)
     if snapshot is not None:
         nodes = ", ".join(f"{n['name']} ({n['arch'] or '?'})" for n in snapshot.nodes) or "none"

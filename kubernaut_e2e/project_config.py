@@ -1,10 +1,15 @@
-"""Checks the project's invoke.yaml before Invoke reads it.
+"""Checks the e2e settings' sources (invoke.yaml, INVOKE_E2E_*, `-f FILE`) before Invoke reads them.
 
-Invoke loads the project config after importing tasks.py and dies with a traceback on a YAML
-error; checking it here turns that into one line naming the file, with exit code 2.
+Invoke loads the project config after importing tasks.py: a YAML error is a traceback there,
+an alias bomb takes minutes and gigabytes in its merge, and INVOKE_E2E_JOBS=abc dies in its
+int() cast. tasks.py calls `exit_on_problem` at import so each of these is one line naming the
+key and where it was set, with exit code 2, before Invoke sees anything. Only when Invoke is
+the importer: a test that imports tasks.py (pytest collection) must not be killed by a broken
+invoke.yaml.
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -12,26 +17,25 @@ from kubernaut_e2e.errors import EXIT_USAGE
 
 
 def problem(folder: Path) -> str | None:
-    for name in ("invoke.yaml", "invoke.yml"):
-        path = folder / name
-        if not path.is_file():
-            continue
-        import yaml
+    """What is wrong with the settings' sources for a project in `folder` (one line), or None."""
+    from kubernaut_e2e.config_sources import problem as sources_problem
 
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" (line {mark.line + 1})" if mark is not None else ""
-            return f"{path}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"
-        if data is not None and not isinstance(data, dict):
-            return f"{path}: must be a mapping of settings, got {type(data).__name__}"
-        if isinstance(data, dict) and "e2e" in data and not isinstance(data["e2e"], (dict, type(None))):
-            return f"{path}: e2e must be a mapping of settings"
-    return None
+    return sources_problem(folder, sys.argv, os.environ)
+
+
+def loaded_by_invoke() -> bool:
+    """Whether Invoke's program is importing the caller now (`invoke ...`), not a test or a script."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "load_collection" and frame.f_globals.get("__name__") == "invoke.program":
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
 
 
 def exit_on_problem(folder: Path) -> None:
+    if not loaded_by_invoke():
+        return  # the tasks check their config again when they run (e2e.py)
     found = problem(folder)
     if found:
         print(f"invoke: {found}", file=sys.stderr)
