@@ -126,12 +126,16 @@ class PlainReporter:
         pass
 
 
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in text.splitlines()) if "\n" in text else text.replace("\t", " ")
+
+
 def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     """Aligned columns for a pipe: one line per row, nothing cut or wrapped. Pure.
 
     The last column is not padded, so a long detail stays on its own row's line.
     """
-    cells = [[" ".join(str(c).split()) for c in row] for row in [list(headers), *rows]]
+    cells = [[_one_line(str(c)) for c in row] for row in [list(headers), *rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers) - 1)]
     return ["  ".join([*(row[i].ljust(widths[i]) for i in range(len(widths))), row[-1]]).rstrip()
             for row in cells]

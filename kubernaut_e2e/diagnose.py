@@ -271,12 +271,31 @@ def _export_kind_logs(cfg: Any, target: Path, redactor: Redactor) -> None:
         with note.open("a") as fh:
             fh.write(redactor.redact(f"{exc}\n"))
         return
-    for path in target.rglob("*"):
-        if path.is_file() and path.stat().st_size < 64 * 1024 * 1024:
-            try:
-                text = path.read_text()
-            except UnicodeDecodeError:
-                continue
-            masked = redactor.redact(text)
-            if masked != text:
-                path.write_text(masked)
+    mask_tree(target, redactor)
+
+
+#: Larger exported files keep only their (masked) end: the bundle must stay masked and sane.
+_MASK_IN_MEMORY = 256 * 1024 * 1024
+_KEEP_TAIL = 64 * 1024 * 1024
+
+
+def mask_tree(folder: Path, redactor: Redactor) -> None:
+    """Mask every file under `folder` as bytes: text or not, UTF-8 or not (journal, container logs)."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink():
+            path.unlink()  # a link could point outside the bundle: not ours to rewrite or keep
+            continue
+        if not path.is_file():
+            continue
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            if size > _MASK_IN_MEMORY:
+                fh.seek(size - _KEEP_TAIL)
+                data = fh.read()
+                masked = (f"(kubernaut-e2e: {size} bytes, only the last {_KEEP_TAIL} kept)\n".encode()
+                          + redactor.redact_bytes(data))
+            else:
+                data = fh.read()
+                masked = redactor.redact_bytes(data)
+        if masked != data:
+            path.write_bytes(masked)

@@ -48,6 +48,7 @@ class SignalOwner:
         self.cancellation = cancellation
         self.hurry = hurry
         self.received: list[str] = []
+        self.count = 0
         self._read, self._write = os.pipe()
         os.set_blocking(self._write, False)
         self._watcher = threading.Thread(target=self._watch, name="signals", daemon=True)
@@ -58,6 +59,7 @@ class SignalOwner:
         return self.received[0] if self.received else ""
 
     def handler(self, signum: int, frame: object) -> None:
+        self.count += 1  # the handler runs in the main thread: no lock needed
         try:
             os.write(self._write, bytes([signum]))
         except OSError:  # a full pipe already holds enough signals
@@ -125,6 +127,12 @@ def owned_signals(cancellation: Cancellation) -> Iterator[SignalOwner]:
         cancellation.kill_now()
         raise
     finally:
+        # After an interrupt the task is about to exit 130: a further signal in that last moment
+        # must not turn it into a death by SIGTERM (exit -15) or a KeyboardInterrupt traceback.
         for sig, old in previous.items():
-            signal.signal(sig, old)
+            signal.signal(sig, _exit_interrupted if owner.count else old)
         owner.stop()
+
+
+def _exit_interrupted(signum: int, frame: object) -> None:
+    raise SystemExit(EXIT_INTERRUPTED)
