@@ -65,10 +65,12 @@ def _phases(cfg: E2EConfig, tools: Any, keep: bool, out: TextIO, session: Cancel
             print("\n== diagnose ==", file=out, flush=True)
             try:
                 phases["diagnose"] = run_diagnose(cfg, namespaces=[cfg.namespace], as_json=False,
-                                                  out=run_dir / "diagnose", logs=None, stream=out)
+                                                  out=run_dir / "diagnose", logs=None, stream=out,
+                                                  cancellation=session)
             except E2EError as exc:  # no cluster to diagnose (e.g. creation failed)
                 print(f"e2e.diagnose: {exc}", file=out)
                 phases["diagnose"] = exc.exit_code
+        interrupted = interrupted or session.interrupted
 
         if interrupted:
             print(f"\ninterrupted: cluster {cfg.cluster_name!r} kept; `invoke e2e.clean` removes it", file=out)

@@ -87,15 +87,24 @@ def clean(cfg: E2EConfig, tools: Tools, *, keep_images: bool = False, dry: bool 
         for ref, user in users.items():
             kept.append(f"image {ref}: {user} uses it too")
         remove = [ref for ref in present if ref not in users]
+        leftovers: list[str] = []
+        if remove and tools.provider == "podman" and not dry:
+            listed = runner.run(podman.containers_json(tools.provider), capture=True, check=False, timeout=timeout)
+            leftovers = podman.build_leftovers(listed.stdout, {present[ref] for ref in remove})
+            if leftovers:  # an interrupted build's working containers would block the rmi
+                runner.run(podman.rm_containers(tools.provider, leftovers), timeout=timeout)
         if remove:
             runner.run(podman.rmi(tools.provider, remove), timeout=timeout)
+        gone = [f"image {ref}" for ref in remove]
+        if leftovers:
+            gone.append(f"{len(leftovers)} working container(s) of interrupted builds")
         if runs:  # another run may be building right now: its intermediate images are not ours to prune
-            return [f"image {ref}" for ref in remove]
+            return gone
         # Superseded builds of our images (retagged, now dangling) carry our label.
         pruned = runner.run(podman.prune_labelled(tools.provider, fingerprint.LABEL), capture=True, check=False,
                             timeout=timeout)
         old = [line for line in pruned.stdout.split() if line.strip()]
-        return [f"image {ref}" for ref in remove] + ([f"{len(old)} superseded build(s)"] if old else [])
+        return gone + ([f"{len(old)} superseded build(s)"] if old else [])
 
     try:
         if have_kind and not dry:  # both removals need the list of clusters

@@ -213,11 +213,21 @@ def diagnose(c: Context, json_: bool = False, out: str | None = None, logs: str 
 
     from kubernaut_e2e.diagnose import run_diagnose
 
+    from kubernaut_e2e.errors import Cancelled, Interrupted
+    from kubernaut_e2e.runner import Cancellation
+    from kubernaut_e2e.signals import owned_signals
+
     cfg = _config(c, cluster_name=cluster_name, state_dir=state_dir)
+    session = Cancellation()
     try:
-        return run_diagnose(cfg, namespaces=namespace or [cfg.namespace], as_json=json_,
-                            out=Path(out).resolve() if out else None,
-                            logs=Path(logs).resolve() if logs else None, stream=sys.stdout)
+        with owned_signals(session):
+            try:
+                return run_diagnose(cfg, namespaces=namespace or [cfg.namespace], as_json=json_,
+                                    out=Path(out).resolve() if out else None,
+                                    logs=Path(logs).resolve() if logs else None, stream=sys.stdout,
+                                    cancellation=session)
+            except Cancelled:
+                raise Interrupted(f"interrupted ({session.signal or 'SIGINT'})") from None
     except E2EError as exc:
         if json_:  # --json always prints JSON: a script reads the error from it, too
             print(json.dumps({"error": str(exc), "exit_code": exc.exit_code, "findings": []}, indent=2))

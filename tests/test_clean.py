@@ -48,3 +48,15 @@ def test_clean_keeps_images_a_running_up_of_another_cluster_uses(project: Projec
         other.send_signal(signal.SIGINT)
         other.communicate(timeout=60)
     assert other.returncode == 130
+
+
+def test_only_build_containers_on_our_images_are_leftovers():
+    from kubernaut_e2e.podman import build_leftovers
+
+    listed = ('[{"Id": "aaa1", "ImageID": "c19202ff2809d", "Command": ["buildah"], "Status": "Storage"},'
+              ' {"Id": "bbb2", "ImageID": "c19202ff2809d", "Command": ["/usr/local/bin/gateway"]},'
+              ' {"Id": "ccc3", "ImageID": "ffff", "Command": ["buildah"]},'
+              ' {"Id": "ddd4", "ImageID": "", "Command": ["buildah"]}]')
+    # A user's own container on our image (bbb2) is never removed; nor builds on other images.
+    assert build_leftovers(listed, {"c19202ff2809d0e1"}) == ["aaa1"]
+    assert build_leftovers("not json", {"x"}) == []

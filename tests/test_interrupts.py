@@ -199,3 +199,22 @@ def test_rerun_after_sigkill_does_not_overlap_the_dead_runs_commands(project: Pr
     assert third.returncode == 0, third.stdout + third.stderr
     assert f"took over the lock of PID {first.pid}" in third.stdout
     assert project.env["INVOKE_E2E_CLUSTER_NAME"] in clusters(project.kind_state)
+
+
+def test_sigint_during_diagnose_api_call(project: Project, kubeapi, launch, tmp_path: Path):
+    from tests.faultproxy import proxied_kubeconfig
+
+    proxy = FaultProxy(kubeapi.url).start()
+    try:
+        proxied_kubeconfig(kubeapi, project.state / "state" / project.env["INVOKE_E2E_CLUSTER_NAME"] / "kubeconfig",
+                           proxy)
+        proxy.hang()
+        proc = launch("e2e.diagnose", "--json")
+        _wait_for(lambda: proxy.requests, what="diagnose's first API call")
+        out, err, took = _signal_and_wait(proc, signal.SIGINT)
+    finally:
+        proxy.stop()
+    assert proc.returncode == 130, out + err
+    assert took <= BUDGET, took
+    assert "e2e.diagnose: interrupted (SIGINT)" in err and "Traceback" not in err
+    assert '"exit_code": 130' in out  # --json: the error, as JSON
