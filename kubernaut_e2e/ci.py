@@ -24,10 +24,10 @@ def _read_json(path: Path) -> Any:
 
 def run_ci(cfg: E2EConfig, *, keep: bool = False, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    tools = preflight(cfg, stack_graph())  # bad input: exit 2 before the lock or a run dir
     session = Cancellation()
     # One owner of SIGINT/SIGTERM/SIGHUP for all phases and the summary (see signals.py).
     with owned_signals(session):
+        tools = preflight(cfg, stack_graph())  # bad input: exit 2 before the lock or a run dir
         code = _phases(cfg, tools, keep, out, session)
     return EXIT_INTERRUPTED if session.interrupted else code
 

@@ -76,13 +76,13 @@ def run_up(cfg: E2EConfig, opts: UpOptions, out: TextIO | None = None, *, hold_l
     SIGTERM and SIGHUP from before the lock until after the summary (see signals.py).
     """
     out = out or sys.stdout
-    graph = stack_graph(opts.only)
-    tools = preflight(cfg, graph, dry=opts.dry)
     if cancellation is not None:
-        return _locked_run(cfg, opts, graph, tools, out, hold_lock, cancellation)
+        graph = stack_graph(opts.only)
+        return _locked_run(cfg, opts, graph, preflight(cfg, graph, dry=opts.dry), out, hold_lock, cancellation)
     session = Cancellation()
     with owned_signals(session):
-        return _locked_run(cfg, opts, graph, tools, out, hold_lock, session)
+        graph = stack_graph(opts.only)
+        return _locked_run(cfg, opts, graph, preflight(cfg, graph, dry=opts.dry), out, hold_lock, session)
 
 
 def _locked_run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: preflight_checks.Tools, out: TextIO,

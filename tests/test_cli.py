@@ -12,7 +12,6 @@ import threading
 import time
 from pathlib import Path
 
-from kubernaut_e2e.console import LineWriter, PlainReporter, PipeSafe
 from kubernaut_e2e.scheduler import StepRecord
 from tests.conftest import MIGRATION_LOG, ROOT, Project
 from tests.kubeapi import JobSucceeds, Ready
@@ -43,6 +42,8 @@ def test_reader_that_goes_away_is_not_a_traceback(project: Project):
 
 
 def test_pipe_safe_keeps_quiet_after_epipe():
+    from kubernaut_e2e.console import PipeSafe
+
     r, w = os.pipe()
     os.close(r)
     stream = PipeSafe(open(w, "w", closefd=True))
@@ -99,6 +100,8 @@ class _SlowStream(io.StringIO):
 
 
 def test_parallel_progress_lines_never_run_together():
+    from kubernaut_e2e.console import LineWriter, PlainReporter
+
     stream = _SlowStream()
     lines = LineWriter(stream)
     reporter = PlainReporter(lines)

@@ -70,10 +70,10 @@ def test_every_default_is_a_field():
 
 # --- every source checked by the same code, errors naming the source ------------------------------
 
-from kubernaut_e2e.config_sources import collect, env_source, flag_source, problem, provenance, resolve  # noqa: E402
-
 
 def test_each_source_is_named_in_its_error(tmp_path: Path):
+    from kubernaut_e2e.config_sources import problem, resolve
+
     (tmp_path / "invoke.yaml").write_text("e2e:\n  jobs: 0\n")
     assert problem(tmp_path, environ={}) == f"config e2e.jobs (from {tmp_path}/invoke.yaml): 0 must be at least 1"
     (tmp_path / "invoke.yaml").write_text("e2e:\n  jobs: 2\n")
@@ -89,6 +89,8 @@ def test_each_source_is_named_in_its_error(tmp_path: Path):
 
 
 def test_precedence_and_provenance(tmp_path: Path):
+    from kubernaut_e2e.config_sources import collect, env_source, flag_source, provenance
+
     (tmp_path / "invoke.yaml").write_text("e2e:\n  jobs: 2\n  cluster_name: from-file\n")
     sources = [*collect(tmp_path, environ={"INVOKE_E2E_JOBS": "3"}), flag_source({"cluster_name": "from-flag"})]
     labels = provenance(sources)
@@ -97,6 +99,8 @@ def test_precedence_and_provenance(tmp_path: Path):
 
 
 def test_yaml_aliases_and_huge_files_are_refused_unexpanded(tmp_path: Path):
+    from kubernaut_e2e.config_sources import problem
+
     (tmp_path / "invoke.yaml").write_text("base: &b {jobs: 2}\ne2e: *b\n")
     assert problem(tmp_path, environ={}) == \
         f"{tmp_path}/invoke.yaml: line 2: YAML aliases (*b) are not accepted here: write the value out"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kubernaut_e2e.errors import Cancelled
-from kubernaut_e2e.kube import Kube, KubeError, RetryPolicy, retryable
+from kubernaut_e2e.kube import Kube, KubeError
 from kubernaut_e2e.readiness import wait_deployment
 from kubernaut_e2e.runner import Cancellation
 from tests.faultproxy import FaultProxy, proxied_kubeconfig
@@ -69,6 +69,8 @@ def test_a_post_is_not_repeated_after_a_500(kubeconfig: Path, proxy: FaultProxy)
 
 
 def test_persistent_error_is_one_readable_line(kubeconfig: Path, proxy: FaultProxy):
+    from kubernaut_e2e.kube import RetryPolicy
+
     kube = Kube(kubeconfig, retry=RetryPolicy(attempts=3, backoff=0.05))
     proxy.fail(503)
     started = time.monotonic()
@@ -83,6 +85,8 @@ def test_persistent_error_is_one_readable_line(kubeconfig: Path, proxy: FaultPro
 
 
 def test_refused_then_up_is_retried_and_refused_for_good_is_one_line(tmp_path: Path, kubeapi):
+    from kubernaut_e2e.kube import RetryPolicy
+
     with socket_port() as port:
         late = FaultProxy(kubeapi.url, port=port)
         config = proxied_kubeconfig(kubeapi, tmp_path / "kc", late)
@@ -144,10 +148,14 @@ def test_watch_streams_through_and_is_interruptible(kubeconfig: Path, proxy: Fau
     ("POST", 500, None, False), ("POST", 503, None, True), ("POST", 429, None, True),
 ])
 def test_retry_rules(method: str, status: int, error, expected: bool):
+    from kubernaut_e2e.kube import retryable
+
     assert retryable(method, status, error) is expected
 
 
 def test_backoff_is_bounded_and_honours_retry_after():
+    from kubernaut_e2e.kube import RetryPolicy
+
     policy = RetryPolicy(backoff=0.2, max_backoff=2.0, max_retry_after=5.0)
     assert [policy.delay(i) for i in range(5)] == [0.2, 0.4, 0.8, 1.6, 2.0]
     assert policy.delay(0, "3") == 3.0 and policy.delay(0, "120") == 5.0

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from kubernaut_e2e.errors import UsageError
-from kubernaut_e2e.lock import ClusterLock, LockRecord, group_alive, live_runs
+from kubernaut_e2e.lock import ClusterLock
 
 
 def test_records_holder_images_and_running_groups(tmp_path: Path):
+    from kubernaut_e2e.lock import LockRecord, live_runs
+
     lock = ClusterLock(tmp_path, "a", "up").acquire()
     lock.record_images(["localhost/x:1", "localhost/y:1"])
     child = subprocess.Popen(["sleep", "30"], start_new_session=True)
@@ -34,6 +36,8 @@ def test_records_holder_images_and_running_groups(tmp_path: Path):
 
 
 def test_a_dead_runs_live_group_blocks_the_next_run(tmp_path: Path):
+    from kubernaut_e2e.lock import group_alive
+
     child = subprocess.Popen(["sleep", "30"], start_new_session=True)
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -53,6 +57,8 @@ def test_a_dead_runs_live_group_blocks_the_next_run(tmp_path: Path):
 
 
 def test_a_reused_pid_is_not_mistaken_for_the_dead_runs_group(tmp_path: Path):
+    from kubernaut_e2e.lock import group_alive
+
     me = os.getpgid(0)
     assert group_alive(me)
     assert not group_alive(me, start_time="1")  # recorded with another start time: a reused id
