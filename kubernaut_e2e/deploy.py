@@ -28,7 +28,7 @@ DB_SECRET = "postgresql-credentials"
 
 @contextmanager
 def _connect(ctx: StepContext) -> Iterator[Kube]:
-    kube = Kube(ctx.cfg.kubeconfig)
+    kube = Kube(ctx.cfg.kubeconfig, cancellation=ctx.run.cancellation)  # Ctrl-C ends an API call at once
     try:
         yield kube
     finally:

@@ -114,6 +114,8 @@ def cluster(ctx: StepContext) -> Noted:
     ctx.sh(kind.create_cluster(cfg.cluster_name, cfg.rendered_kind_config, cfg.kubeconfig, cfg.kind_wait),
            env=env)
     if not ctx.run.dry:
+        if not cfg.kubeconfig.is_file():
+            raise StepFailed(f"`kind create cluster` exited 0 but wrote no kubeconfig to {cfg.kubeconfig}")
         cfg.kubeconfig.chmod(0o600)
     return Noted("created", cfg.kubeconfig)
 

@@ -7,6 +7,7 @@ lands in the run directory. The exit status is the suite's own.
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 import shutil
 import sys
 from dataclasses import dataclass
@@ -14,10 +15,10 @@ from pathlib import Path
 from typing import TextIO
 
 from kubernaut_e2e.config import E2EConfig
-from kubernaut_e2e.errors import EXIT_INTERRUPTED, UsageError
+from kubernaut_e2e.errors import EXIT_INTERRUPTED, Cancelled, UsageError
 from kubernaut_e2e.gotest import EventParser, SuiteResult, junit_xml, progress_line, summary_line
 from kubernaut_e2e.runner import Cancellation, CommandFailed, LocalRunner
-from kubernaut_e2e.signals import signals_as_interrupts
+from kubernaut_e2e.signals import owned_signals
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,9 @@ def check_inputs(cfg: E2EConfig) -> None:
         raise UsageError(f"config e2e.test_command: {program!r} is not on PATH")
 
 
-def run_suite(cfg: E2EConfig, run_dir: Path, out: TextIO | None = None) -> SuiteOutcome:
+def run_suite(cfg: E2EConfig, run_dir: Path, out: TextIO | None = None, *,
+              cancellation: Cancellation | None = None) -> SuiteOutcome:
+    """Run the suite; `cancellation` is the caller's (e2e.ci owns the signals then)."""
     out = out or sys.stdout
     check_inputs(cfg)
     parser = EventParser()
@@ -60,17 +63,19 @@ def run_suite(cfg: E2EConfig, run_dir: Path, out: TextIO | None = None) -> Suite
         if event is not None:
             print(progress_line(event), file=out, flush=True)
 
-    cancellation = Cancellation()
+    owns_signals = cancellation is None
+    session = cancellation or Cancellation()
+    cancellation = session.child()
     runner = LocalRunner(cancellation)
     argv = cfg.test_argv
     print(f"running {' '.join(argv)} in {cfg.source_dir}", file=out, flush=True)
     interrupted = False
-    with signals_as_interrupts(cancellation):
+    with owned_signals(session) if owns_signals else nullcontext():
         try:
             result = runner.run(argv, log=log, env=suite_env(cfg), cwd=cfg.source_dir, check=False,
                                 on_line=on_line, timeout=None)
             code = result.returncode
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Cancelled):
             cancellation.cancel("interrupted")
             interrupted, code = True, EXIT_INTERRUPTED
         except CommandFailed as exc:
