@@ -8,8 +8,11 @@ from typing import Any, TextIO
 
 from kubernaut_e2e import timeline
 from kubernaut_e2e.config import E2EConfig
+from kubernaut_e2e.console import is_terminal, plain_table
 from kubernaut_e2e.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, E2EError
 from kubernaut_e2e.lock import ClusterLock
+from kubernaut_e2e.runner import Cancellation
+from kubernaut_e2e.signals import owned_signals
 from kubernaut_e2e.up import UpOptions, new_run_dir, preflight, run_up, stack_graph
 
 
@@ -23,28 +26,41 @@ def _read_json(path: Path) -> Any:
 def run_ci(cfg: E2EConfig, *, keep: bool = False, out: TextIO | None = None,
            suite_reuses_env: bool = False) -> int:
     out = out or sys.stdout
-    tools = preflight(cfg, stack_graph(cfg))  # bad input: exit 2 before the lock or a run dir
+    session = Cancellation()
+    # One owner of SIGINT/SIGTERM/SIGHUP for all phases and the summary (see signals.py).
+    with owned_signals(session):
+        tools = preflight(cfg, stack_graph(cfg))  # bad input: exit 2 before the lock or a run dir
+        code = _phases(cfg, tools, keep, out, session, suite_reuses_env)
+    return EXIT_INTERRUPTED if session.interrupted else code
+
+
+def _phases(cfg: E2EConfig, tools: Any, keep: bool, out: TextIO, session: Cancellation,
+            suite_reuses_env: bool) -> int:
     with ClusterLock(cfg.locks_dir, cfg.cluster_name, "ci") as lock:
+        lock.record_images([cfg.image_ref(name) for name in cfg.images])
+        session.add_watcher(lock)
         if lock.warning:
             print(lock.warning, file=out)
         run_dir = new_run_dir(cfg)
         phases: dict[str, Any] = {}
 
         print("== up ==", file=out, flush=True)
-        up_code = run_up(cfg, UpOptions(jobs=cfg.jobs, run_dir=run_dir), out, hold_lock=False)
+        up_code = run_up(cfg, UpOptions(jobs=cfg.jobs, run_dir=run_dir), out, hold_lock=False,
+                         cancellation=session)
         phases["up"] = up_code
         test_code: int | None = None
-        if up_code == EXIT_OK:
+        if up_code == EXIT_OK and not session.interrupted:
             from kubernaut_e2e.suite import run_suite
 
             print("\n== test ==", file=out, flush=True)
             try:
-                test_code = run_suite(cfg, run_dir, out, suite_reuses_env=suite_reuses_env).exit_code
+                test_code = run_suite(cfg, run_dir, out, cancellation=session,
+                                      suite_reuses_env=suite_reuses_env).exit_code
             except E2EError as exc:
                 print(f"e2e.test: {exc}", file=out)
                 test_code = exc.exit_code
             phases["test"] = test_code
-        interrupted = EXIT_INTERRUPTED in (up_code, test_code)
+        interrupted = session.interrupted or EXIT_INTERRUPTED in (up_code, test_code)
         failed = up_code != EXIT_OK or (test_code or 0) != 0
 
         if failed and not interrupted:
@@ -53,22 +69,34 @@ def run_ci(cfg: E2EConfig, *, keep: bool = False, out: TextIO | None = None,
             print("\n== diagnose ==", file=out, flush=True)
             try:
                 phases["diagnose"] = run_diagnose(cfg, namespaces=[cfg.namespace], as_json=False,
-                                                  out=run_dir / "diagnose", logs=None, stream=out)
+                                                  out=run_dir / "diagnose", logs=None, stream=out,
+                                                  cancellation=session)
             except E2EError as exc:  # no cluster to diagnose (e.g. creation failed)
                 print(f"e2e.diagnose: {exc}", file=out)
                 phases["diagnose"] = exc.exit_code
+        interrupted = interrupted or session.interrupted
 
-        if not keep:
+        if interrupted:
+            print(f"\ninterrupted: cluster {cfg.cluster_name!r} kept; `invoke e2e.clean` removes it", file=out)
+        elif not keep:
             from kubernaut_e2e.clean import clean
 
             print("\n== clean ==", file=out, flush=True)
-            report = clean(cfg, tools, echo=lambda line: print(line, file=out))
-            phases["clean"] = list(report.removed)
+            try:
+                report = clean(cfg, tools, echo=lambda line: print(line, file=out), cancellation=session)
+                phases["clean"] = list(report.removed) + [f"kept {k}" for k in report.kept]
+            except E2EError as exc:
+                print(f"e2e.clean: {exc}", file=out)
+                phases["clean"] = [f"failed: {exc}"]
+                failed = True
         else:
             print(f"\n--keep: cluster {cfg.cluster_name!r} kept; `invoke e2e.clean` removes it", file=out)
 
     summary = _summary(run_dir, phases, up_code, test_code)
-    (run_dir / "ci.json").write_text(json.dumps(summary, indent=2) + "\n")
+    try:
+        (run_dir / "ci.json").write_text(json.dumps(summary, indent=2) + "\n")
+    except OSError as exc:
+        print(f"warning: could not write {run_dir / 'ci.json'}: {exc.strerror or exc}", file=out)
     _print(summary, out)
     if interrupted:
         return EXIT_INTERRUPTED
@@ -96,6 +124,35 @@ def _summary(run_dir: Path, phases: dict[str, Any], up_code: int, test_code: int
 
 
 def _print(summary: dict[str, Any], out: TextIO) -> None:
+    up = summary["up"]
+    makespan = f" in {up['makespan']:.1f}s" if up.get("makespan") is not None else ""
+    rows = [("up", ("passed" if up["exit_code"] == 0 else f"failed (exit {up['exit_code']})") + makespan)]
+    if up.get("history"):
+        rows.append(("history", up["history"]))
+    checks = summary["checklist"]
+    if checks:
+        rows.append(("checklist", f"{sum(c['passed'] for c in checks)}/{len(checks)} passed"))
+    tests = summary["tests"]
+    if tests:
+        specs = tests.get("specs")
+        spec_text = (f"; specs {specs['passed']} passed, {specs['failed']} failed, {specs['skipped']} skipped"
+                     if specs else "")
+        rows.append(("tests", f"{tests['passed']} passed, {tests['failed']} failed, {tests['skipped']} skipped"
+                     f"{spec_text} (exit {tests['exit_code']})"))
+    else:
+        rows.append(("tests", "not run"))
+    for f in summary["findings"][:5]:
+        rows.append((f"finding ({f['severity']})", f"{f['title']} — {f['subject']}"))
+    rows.append(("clean", ", ".join(summary["phases"].get("clean", [])) or "kept"))
+    rows.append(("run directory", summary["run_dir"]))
+    if summary.get("timeline"):
+        rows.append(("timeline", summary["timeline"]))
+    rows.append(("result", "PASSED" if summary["passed"] else "FAILED"))
+    if not is_terminal(out):
+        out.write("\n".join(["e2e.ci summary", *plain_table(("what", "result"), rows)]) + "\n")
+        out.flush()
+        return
+
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -103,28 +160,7 @@ def _print(summary: dict[str, Any], out: TextIO) -> None:
     table = Table(title="e2e.ci summary", title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("result", overflow="fold")
-    up = summary["up"]
-    makespan = f" in {up['makespan']:.1f}s" if up.get("makespan") is not None else ""
-    table.add_row("up", ("passed" if up["exit_code"] == 0 else f"failed (exit {up['exit_code']})") + makespan)
-    if up.get("history"):
-        table.add_row("history", escape(up["history"]))
-    checks = summary["checklist"]
-    if checks:
-        table.add_row("checklist", f"{sum(c['passed'] for c in checks)}/{len(checks)} passed")
-    tests = summary["tests"]
-    if tests:
-        specs = tests.get("specs")
-        spec_text = (f"; specs {specs['passed']} passed, {specs['failed']} failed, {specs['skipped']} skipped"
-                     if specs else "")
-        table.add_row("tests", f"{tests['passed']} passed, {tests['failed']} failed, {tests['skipped']} skipped"
-                      f"{spec_text} (exit {tests['exit_code']})")
-    else:
-        table.add_row("tests", "not run")
-    for f in summary["findings"][:5]:
-        table.add_row(f"finding ({f['severity']})", escape(f"{f['title']} — {f['subject']}"))
-    table.add_row("clean", escape(", ".join(summary["phases"].get("clean", [])) or "kept"))
-    table.add_row("run directory", escape(summary["run_dir"]))
-    if summary.get("timeline"):
-        table.add_row("timeline", escape(summary["timeline"]))
-    table.add_row("result", "[green]PASSED[/]" if summary["passed"] else "[bold red]FAILED[/]")
-    Console(file=out, width=120).print(table)
+    for what, result in rows:
+        style = {"PASSED": "green", "FAILED": "bold red"}.get(result) if what == "result" else None
+        table.add_row(escape(what), f"[{style}]{result}[/]" if style else escape(result))
+    Console(file=out).print(table)

@@ -32,7 +32,9 @@ from kubernaut_e2e.project_config import exit_on_problem
 
 NAME = "kubernaut-e2e"
 #: The config files the command reads in the current directory (Invoke's project level).
-CONFIG_FILES = (f"{NAME}.yaml", f"{NAME}.yml")
+def config_prefixes(cwd: Path) -> tuple[str, ...]:
+    """The command's config files without their suffix (yaml, yml or json), lowest precedence first."""
+    return (f"/etc/{NAME}.", f"~/.{NAME}.", f"{cwd}/{NAME}.")
 #: go.mod's module line of a Kubernaut checkout.
 KUBERNAUT_MODULE = "github.com/jordigilh/kubernaut"
 
@@ -124,7 +126,7 @@ class CommandProgram(Program):
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (`kubernaut-e2e` in pyproject's [project.scripts])."""
     cwd = Path.cwd()
-    exit_on_problem(cwd, CONFIG_FILES, NAME)
+    exit_on_problem(cwd, config_prefixes(cwd), NAME, always=True)
     CommandProgram(cwd, os.environ).run(argv)
 
 

@@ -157,27 +157,43 @@ class E2EConfig:
         return self.state_dir / "runs"
 
 
+class ConfigError(UsageError):
+    """A bad config key or value. `key` names it, `source` where it came from (a file, an
+    environment variable, a flag) so the one-line message can say both."""
+
+    def __init__(self, key: str, why: str, source: str = "") -> None:
+        self.key, self.why, self.source = key, why, source
+        where = f" (from {source})" if source else ""
+        super().__init__(f"config e2e.{key}{where}: {why}")
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0", "")
+
+
 def _check_type(key: str, value: Any, default: Any) -> Any:
     if isinstance(default, bool):
+        # Environment variables and flags arrive as strings.
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
         if not isinstance(value, bool):
-            raise UsageError(f"config e2e.{key}: expected true or false, got {value!r}")
+            raise ConfigError(key, f"expected true or false, got {value!r}")
         return value
     if isinstance(default, int):
         # Flags and env vars arrive as strings; accept "4" but not "four" or 4.5.
         if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise UsageError(f"config e2e.{key}: expected an integer, got {value!r}")
+            raise ConfigError(key, f"expected an integer, got {value!r}")
         try:
             return int(value)
         except ValueError:
-            raise UsageError(f"config e2e.{key}: expected an integer, got {value!r}") from None
+            raise ConfigError(key, f"expected an integer, got {value!r}") from None
     if not isinstance(value, str):
-        raise UsageError(f"config e2e.{key}: expected a string, got {value!r}")
+        raise ConfigError(key, f"expected a string, got {value!r}")
     return value
 
 
 def _check_values(values: dict[str, Any]) -> None:
-    def bad(key: str, why: str) -> UsageError:
-        return UsageError(f"config e2e.{key}: {values[key]!r} {why}")
+    def bad(key: str, why: str) -> ConfigError:
+        return ConfigError(key, f"{values[key]!r} {why}")
 
     if not is_dns1123_label(values["cluster_name"]):
         raise bad("cluster_name", "is not a valid DNS-1123 name (lowercase letters, digits, '-')")
@@ -202,8 +218,8 @@ def _check_values(values: dict[str, Any]) -> None:
 
 def _host_ports(value: Any, stack: Stack) -> dict[str, int]:
     """The stack's host ports with e2e.host_ports applied ("name=port,..." or a mapping)."""
-    def bad(why: str) -> UsageError:
-        return UsageError(f"config e2e.host_ports: {value!r} {why}")
+    def bad(why: str) -> ConfigError:
+        return ConfigError("host_ports", f"{value!r} {why}")
 
     if isinstance(value, str):
         pairs: dict[str, Any] = {}
@@ -240,21 +256,32 @@ def load_config(
     overrides: Mapping[str, Any] | None = None,
     *,
     root: Path = PROJECT_ROOT,
+    sources: Mapping[str, str] | None = None,
 ) -> E2EConfig:
     """Validate Invoke's merged `e2e` config plus flag overrides (None means "not given").
 
     Relative paths are taken relative to `root` (the project), not the current directory,
-    so `invoke` behaves the same from any subfolder. The stack file is loaded and validated
-    here too: everything is checked before any side effect.
+    so `invoke` behaves the same from any subfolder. `sources` maps a key to where its value
+    came from ("INVOKE_E2E_JOBS", "/path/invoke.yaml", "--jobs"); an error then names both.
+    kubernaut_e2e.config_sources checks each source on its own with this same function. The
+    stack file is loaded and validated here too: everything is checked before any side effect.
     """
+    try:
+        return _load(raw, overrides or {}, root)
+    except ConfigError as exc:
+        source = (sources or {}).get(exc.key, "")
+        if source and not exc.source:
+            raise ConfigError(exc.key, exc.why, source) from None
+        raise
+
+
+def _load(raw: Mapping[str, Any], overrides: Mapping[str, Any], root: Path) -> E2EConfig:
     unknown = sorted(set(raw) - set(DEFAULTS))
     if unknown:
-        raise UsageError(
-            f"config e2e.{unknown[0]}: unknown key (known keys: {', '.join(sorted(DEFAULTS))})"
-        )
+        raise ConfigError(unknown[0], f"unknown key (known keys: {', '.join(sorted(DEFAULTS))})")
     values = dict(DEFAULTS)
     values.update(raw)
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    values.update({k: v for k, v in overrides.items() if v is not None})
     host_ports = values.pop("host_ports")
     values = {key: _check_type(key, values[key], DEFAULTS[key]) for key in values}
     _check_values(values)

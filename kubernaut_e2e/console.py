@@ -1,13 +1,18 @@
 """Everything the user sees while a run goes on and at its end; no logic lives here.
 
 With a terminal: a rich live view, one row per step, where a running step shows its progress
-(`podman build`'s STEP n/m, kind's phase) and its latest output line. Without one (pipes,
-CI=true): plain timestamped lines, each written whole under a lock so parallel steps never
-interleave mid-line, plus one line every HEARTBEAT_SECONDS per step that has been running that
-long, so a 10-minute build is not ten silent minutes in a CI log.
+(`podman build`'s STEP n/m, kind's phase) and its latest output line, and boxed tables. Without
+one (pipes, files, CI=true): plain timestamped lines and plain aligned columns, never box drawing
+and never a line wrapped to some assumed width, so `grep` and `cut` see whole records, plus one
+line every HEARTBEAT_SECONDS per step that has been running that long, so a 10-minute build is
+not ten silent minutes in a CI log. Every line is written whole under one lock (`LineWriter`),
+so parallel steps never run together. A reader that goes away (`invoke e2e.plan | head -1`) is
+not an error: `PipeSafe` drops the rest of the output quietly and the task's exit status stays
+what it would have been.
 """
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import sys
@@ -134,23 +139,89 @@ class Heartbeat:
 
 
 def wants_live_view(stream: TextIO) -> bool:
-    return stream.isatty() and not os.environ.get("CI") and os.environ.get("TERM") != "dumb"
+    return is_terminal(stream) and not os.environ.get("CI") and os.environ.get("TERM") != "dumb"
+
+
+def is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+class PipeSafe(io.TextIOBase):
+    """A text stream that turns "the reader went away" (EPIPE) into silence.
+
+    After the first BrokenPipeError the stream's file descriptor is pointed at /dev/null, so
+    neither later writes nor the interpreter's final flush raise or print a traceback.
+    """
+
+    def __init__(self, inner: TextIO) -> None:
+        self.inner = inner
+        self.closed_by_reader = False
+
+    def _gone(self) -> None:
+        self.closed_by_reader = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.inner.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+            pass
+
+    def write(self, text: str) -> int:
+        if not self.closed_by_reader:
+            try:
+                self.inner.write(text)
+            except BrokenPipeError:
+                self._gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed_by_reader:
+            try:
+                self.inner.flush()
+            except BrokenPipeError:
+                self._gone()
+
+    def isatty(self) -> bool:
+        return is_terminal(self.inner)
+
+    def fileno(self) -> int:
+        return self.inner.fileno()
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.inner, "encoding", "utf-8") or "utf-8"
+
+
+class LineWriter:
+    """Whole lines to one stream from any thread: each line is a single write under one lock."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> None:
+        with self._lock:
+            self.stream.write(text.rstrip("\n") + "\n")
+            self.stream.flush()
 
 
 class PlainReporter:
     """Timestamped whole lines; safe to call from any step thread."""
 
-    def __init__(self, stream: TextIO | None = None, heartbeat: float = HEARTBEAT_SECONDS) -> None:
-        self.stream = stream or sys.stdout
-        self._lock = threading.Lock()
+    def __init__(self, out: TextIO | LineWriter | None = None, heartbeat: float = HEARTBEAT_SECONDS) -> None:
+        self.lines = out if isinstance(out, LineWriter) else LineWriter(out)
+        self.stream = self.lines.stream
         self.activity = Activity()
         self._heartbeat = Heartbeat(self.activity, self.line, heartbeat) if heartbeat > 0 else None
 
     def line(self, text: str) -> None:
-        stamp = time.strftime("%H:%M:%S")
-        with self._lock:
-            self.stream.write(f"[{stamp}] {text}\n")
-            self.stream.flush()
+        self.lines.write(f"[{time.strftime('%H:%M:%S')}] {text}")
 
     def step_started(self, record: StepRecord) -> None:
         self.activity.started(record.name)
@@ -173,6 +244,21 @@ class PlainReporter:
     def close(self) -> None:
         if self._heartbeat is not None:
             self._heartbeat.stop()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in text.splitlines()) if "\n" in text else text.replace("\t", " ")
+
+
+def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Aligned columns for a pipe: one line per row, nothing cut or wrapped. Pure.
+
+    The last column is not padded, so a long detail stays on its own row's line.
+    """
+    cells = [[_one_line(str(c)) for c in row] for row in [list(headers), *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers) - 1)]
+    return ["  ".join([*(row[i].ljust(widths[i]) for i in range(len(widths))), row[-1]]).rstrip()
+            for row in cells]
 
 
 class LiveReporter:
@@ -249,9 +335,9 @@ def _live_detail(row: Running | None) -> str:
     return progress + row.line
 
 
-def make_reporter(names: Sequence[str], stream: TextIO | None = None) -> PlainReporter | LiveReporter:
-    stream = stream or sys.stdout
-    return LiveReporter(names, stream) if wants_live_view(stream) else PlainReporter(stream)
+def make_reporter(names: Sequence[str], out: TextIO | LineWriter | None = None) -> PlainReporter | LiveReporter:
+    lines = out if isinstance(out, LineWriter) else LineWriter(out)
+    return LiveReporter(names, lines.stream) if wants_live_view(lines.stream) else PlainReporter(lines)
 
 
 def _fmt(value: float | None) -> str:
@@ -260,13 +346,31 @@ def _fmt(value: float | None) -> str:
 
 def print_summary(records: Mapping[str, StepRecord], run_dir: Path, stream: TextIO | None = None) -> None:
     """The end-of-run table: per-step start/end/duration, makespan, sum, critical path."""
+    stream = stream or sys.stdout
+    summary = summarise(records)
+    totals = (f"makespan {summary.makespan:.1f}s | sum of steps {summary.total:.1f}s "
+              f"(one at a time) | speed-up x{summary.speedup:.2f}")
+    path = f"critical path: {' -> '.join(summary.critical_path) or '-'}"
+    failures = [(rec.name, rec.error or "") for rec in records.values() if rec.status == FAILED]
+    if not is_terminal(stream):
+        lines = ["Step timings (seconds from start)"]
+        lines += plain_table(("step", "status", "start", "end", "duration", "note"),
+                             [(r.name, r.status, _fmt(r.start).strip(), _fmt(r.end).strip(),
+                               _fmt(r.duration).strip(), r.note) for r in records.values()])
+        lines += [totals, path]
+        for name, error in failures:
+            lines.append(f"FAILED {name}: {error}")
+            lines.append(f"  log: {run_dir / (name + '.log')}")
+        lines.append(f"run directory: {run_dir}")
+        stream.write("\n".join(lines) + "\n")
+        stream.flush()
+        return
+
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    stream = stream or sys.stdout
-    console = Console(file=stream, width=max(100, Console(file=stream).width))
-    summary = summarise(records)
+    console = Console(file=stream)
     table = Table(title="Step timings (seconds from start)", title_justify="left")
     for col, justify in (("step", "left"), ("status", "left"), ("start", "right"),
                          ("end", "right"), ("duration", "right"), ("note", "left")):
@@ -276,19 +380,12 @@ def print_summary(records: Mapping[str, StepRecord], run_dir: Path, stream: Text
         table.add_row(rec.name, f"[{style}]{rec.status}[/]" if style else rec.status,
                       _fmt(rec.start), _fmt(rec.end), _fmt(rec.duration), escape(rec.note))
     console.print(table)
-    console.print(
-        f"makespan {summary.makespan:.1f}s | sum of steps {summary.total:.1f}s "
-        f"(one at a time) | speed-up x{summary.speedup:.2f}",
-        highlight=False,
-    )
-    console.print(f"critical path: {' -> '.join(summary.critical_path) or '-'}", highlight=False)
-    for rec in records.values():
-        if rec.status == FAILED:
-            # Error text is data (logs, Go traces with [brackets]): never rich markup.
-            console.print(f"[bold red]FAILED[/] {escape(rec.name)}: {escape(rec.error or '')}",
-                          highlight=False, soft_wrap=True)
-            console.print(f"  log: {run_dir / (rec.name + '.log')}", highlight=False, soft_wrap=True,
-                          markup=False)
+    console.print(totals, highlight=False)
+    console.print(path, highlight=False)
+    for name, error in failures:
+        # Error text is data (logs, Go traces with [brackets]): never rich markup.
+        console.print(f"[bold red]FAILED[/] {escape(name)}: {escape(error)}", highlight=False, soft_wrap=True)
+        console.print(f"  log: {run_dir / (name + '.log')}", highlight=False, soft_wrap=True, markup=False)
     console.print(f"run directory: {run_dir}", highlight=False, soft_wrap=True, markup=False)
 
 
@@ -311,11 +408,18 @@ def print_timeline(document: Mapping[str, Any], picture: Path | None, stream: Te
 
 def print_checklist(checks: Sequence[Any], stream: TextIO | None = None) -> None:
     """The validation checklist: one line per check, pass or FAIL, with what was measured."""
+    stream = stream or sys.stdout
+    if not is_terminal(stream):
+        lines = ["Checklist", *plain_table(("check", "result", "measured"),
+                                           [(c.name, "pass" if c.passed else "FAIL", c.detail) for c in checks])]
+        stream.write("\n".join(lines) + "\n")
+        stream.flush()
+        return
+
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    console = Console(file=stream or sys.stdout, width=120)
     table = Table(title="Checklist", title_justify="left")
     table.add_column("check")
     table.add_column("result")
@@ -323,4 +427,4 @@ def print_checklist(checks: Sequence[Any], stream: TextIO | None = None) -> None
     for check in checks:
         table.add_row(check.name, "[green]pass[/]" if check.passed else "[bold red]FAIL[/]",
                       escape(check.detail))
-    console.print(table)
+    Console(file=stream).print(table)

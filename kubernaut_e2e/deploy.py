@@ -37,7 +37,7 @@ _CA_RENEW_WINDOW = datetime.timedelta(hours=2)
 
 @contextmanager
 def _connect(ctx: StepContext) -> Iterator[Kube]:
-    kube = Kube(ctx.cfg.kubeconfig)
+    kube = Kube(ctx.cfg.kubeconfig, cancellation=ctx.run.cancellation)  # Ctrl-C ends an API call at once
     try:
         yield kube
     finally:
@@ -102,10 +102,10 @@ def _uses_secrets(ctx: StepContext, comp: Component) -> bool:
 # --- waits -----------------------------------------------------------------------------------
 
 def _explain(kube: Kube) -> Callable[[PodProblem], str]:
-    """Failure text for a pod problem, with the matching diagnosis findings (if any)."""
+    """Failure text for a pod problem, with the matching diagnosis findings (if any), masked."""
 
     def explain(problem: PodProblem) -> str:
-        from kubernaut_e2e.diagnose import findings_for_pod
+        from kubernaut_e2e.diagnose import cluster_redactor, findings_for_pod
 
         text = describe_problem(kube, problem)
         findings = findings_for_pod(kube, problem.namespace, problem.pod)
@@ -113,7 +113,9 @@ def _explain(kube: Kube) -> Callable[[PodProblem], str]:
             text += "\n  diagnosis:"
             for f in findings:
                 text += f"\n    [{f.severity}] {f.title}: {f.meaning}\n      fix: {f.fix}"
-        return text
+        # A crashing pod's log may print any credential of its namespace, not only the ones
+        # this run generated: mask them all, as `e2e.diagnose` does.
+        return cluster_redactor(kube, [problem.namespace]).redact(text)
 
     return explain
 

@@ -16,6 +16,7 @@ import yaml
 from kubernaut_e2e.diagnosis import (ContainerFacts, Finding, PodFacts, diagnose_path, diagnose_pod, is_problem,
                              pod_facts_from_api, sort_findings)
 from kubernaut_e2e.redact import Redactor, secret_values
+from kubernaut_e2e.runner import Cancellation
 
 
 @dataclass
@@ -171,7 +172,10 @@ def render(findings: Sequence[Finding], snapshot: Snapshot | None, source: str, 
     from rich.console import Console
     from rich.markup import escape
 
-    console = Console(file=stream, width=110)
+    from kubernaut_e2e.console import is_terminal
+
+    # Into a pipe or a file: no wrapping at an assumed width (a sentence cut mid-way breaks grep).
+    console = Console(file=stream) if is_terminal(stream) else Console(file=stream, soft_wrap=True, width=10_000)
     console.print(f"[bold]diagnose[/] {escape(source)}", highlight=False)
     if snapshot is not None:
         nodes = ", ".join(f"{n['name']} ({n['arch'] or '?'})" for n in snapshot.nodes) or "none"
@@ -200,8 +204,12 @@ __all__ = ["ContainerFacts", "collect", "findings_for_pod", "findings_from", "of
 
 
 def run_diagnose(cfg: Any, *, namespaces: Sequence[str], as_json: bool, out: Path | None,
-                 logs: Path | None, stream: Any) -> int:
-    """The whole `e2e.diagnose`: 0 nothing wrong (notes only), 1 problems found (UsageError -> 2)."""
+                 logs: Path | None, stream: Any, cancellation: Cancellation | None = None) -> int:
+    """The whole `e2e.diagnose`: 0 nothing wrong (notes only), 1 problems found (UsageError -> 2).
+
+    With the caller's `cancellation` (whoever owns the signals), Ctrl-C ends an API call or
+    `kind export logs` at once (Cancelled).
+    """
     from kubernaut_e2e.errors import UsageError
 
     if logs is not None:
@@ -214,17 +222,16 @@ def run_diagnose(cfg: Any, *, namespaces: Sequence[str], as_json: bool, out: Pat
                              f"(run `invoke e2e.up`, or analyse logs offline with --logs PATH)")
         from kubernaut_e2e.kube import Kube, KubeError
 
-        kube = Kube(cfg.kubeconfig, request_timeout=10)
+        try:
+            kube = Kube(cfg.kubeconfig, request_timeout=10, cancellation=cancellation)
+        except KubeError as exc:
+            raise UsageError(f"no cluster: {exc}") from None
         try:
             redactor = cluster_redactor(kube, namespaces)
             snapshot = collect(kube, namespaces, _image_archs(cfg))
         except (KubeError, OSError) as exc:
             raise UsageError(f"no cluster: the API server of {cfg.cluster_name!r} did not answer "
                              f"({' '.join(str(exc).split())[:200]})") from None
-        except Exception as exc:  # urllib3 connection errors and the like
-            if "Connection" in type(exc).__name__ or "MaxRetry" in type(exc).__name__:
-                raise UsageError(f"no cluster: the API server of {cfg.cluster_name!r} did not answer") from None
-            raise
         finally:
             kube.close()
         findings, source = findings_from(snapshot), f"cluster {cfg.cluster_name}"
@@ -233,7 +240,7 @@ def run_diagnose(cfg: Any, *, namespaces: Sequence[str], as_json: bool, out: Pat
         out.mkdir(parents=True, exist_ok=True)
         if snapshot is not None:
             write_bundle(out, snapshot, findings, redactor)
-            _export_kind_logs(cfg, out / "kind-logs", redactor)
+            _export_kind_logs(cfg, out / "kind-logs", redactor, cancellation)
         else:
             (out / "findings.json").write_text(json.dumps([f.to_dict() for f in findings], indent=2))
     if as_json:
@@ -249,20 +256,20 @@ def _image_archs(cfg: Any) -> dict[str, str]:
     """Recorded architecture of the images this project built, when the provider has them."""
     from kubernaut_e2e import podman
     from kubernaut_e2e.preflight import choose_provider
-    from kubernaut_e2e.runner import Cancellation, LocalRunner
+    from kubernaut_e2e.runner import LocalRunner
     from kubernaut_e2e.toolchain import built_image_archs
 
     built = built_image_archs(cfg, choose_provider(cfg), LocalRunner(Cancellation()))
     return {cfg.image_ref(svc): podman.normalize_arch(out.split("/")[-1]) for svc, out in built.items()}
 
 
-def _export_kind_logs(cfg: Any, target: Path, redactor: Redactor) -> None:
+def _export_kind_logs(cfg: Any, target: Path, redactor: Redactor, cancellation: Cancellation | None = None) -> None:
     """`kind export logs` into the bundle, masked afterwards; skipped (with a note) without kind."""
     import shutil
 
     from kubernaut_e2e import kind
     from kubernaut_e2e.preflight import choose_provider
-    from kubernaut_e2e.runner import Cancellation, CommandFailed, LocalRunner
+    from kubernaut_e2e.runner import CommandFailed, LocalRunner
 
     provider = choose_provider(cfg) or "docker"
     note = target.parent / "kind-logs.txt"
@@ -270,18 +277,37 @@ def _export_kind_logs(cfg: Any, target: Path, redactor: Redactor) -> None:
         note.write_text("kind is not installed: `kind export logs` was skipped\n")
         return
     try:
-        LocalRunner(Cancellation(), redactor=redactor).run(
+        LocalRunner(cancellation.child() if cancellation else Cancellation(), redactor=redactor).run(
             kind.export_logs(cfg.cluster_name, target), env=kind.provider_env(provider), log=note, timeout=300)
     except CommandFailed as exc:
         with note.open("a") as fh:
             fh.write(redactor.redact(f"{exc}\n"))
         return
-    for path in target.rglob("*"):
-        if path.is_file() and path.stat().st_size < 64 * 1024 * 1024:
-            try:
-                text = path.read_text()
-            except UnicodeDecodeError:
-                continue
-            masked = redactor.redact(text)
-            if masked != text:
-                path.write_text(masked)
+    mask_tree(target, redactor)
+
+
+#: Larger exported files keep only their (masked) end: the bundle must stay masked and sane.
+_MASK_IN_MEMORY = 256 * 1024 * 1024
+_KEEP_TAIL = 64 * 1024 * 1024
+
+
+def mask_tree(folder: Path, redactor: Redactor) -> None:
+    """Mask every file under `folder` as bytes: text or not, UTF-8 or not (journal, container logs)."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink():
+            path.unlink()  # a link could point outside the bundle: not ours to rewrite or keep
+            continue
+        if not path.is_file():
+            continue
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            if size > _MASK_IN_MEMORY:
+                fh.seek(size - _KEEP_TAIL)
+                data = fh.read()
+                masked = (f"(kubernaut-e2e: {size} bytes, only the last {_KEEP_TAIL} kept)\n".encode()
+                          + redactor.redact_bytes(data))
+            else:
+                data = fh.read()
+                masked = redactor.redact_bytes(data)
+        if masked != data:
+            path.write_bytes(masked)

@@ -1,19 +1,28 @@
 """The `e2e` Invoke tasks. Thin on purpose: parse flags, call in, turn errors into exit codes.
 
-Exit codes: 0 success, 1 a step failed, 2 usage/config/preflight error, 130 interrupted.
+Exit codes: 0 success, 1 a step failed, 2 usage/config/preflight error, 130 interrupted
+(SIGINT, SIGTERM or SIGHUP).
+
+Flags mean the same in every task, short ones included: `SHORT_FLAGS` is the one table of
+short flags (Invoke would otherwise pick a letter per task, so `-c` meant --clean-on-failure
+in one task and --cluster-name in the next). Flags whose values are numbers are typed
+(`--jobs=INT`), and a bad value is one line naming the flag, exit 2, like any other config.
 """
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from invoke import Collection, Context, task
+from invoke import Collection, Context, Task, task
 from invoke.exceptions import Exit
+from invoke.parser import Argument
 
-from kubernaut_e2e.config import DEFAULTS, E2EConfig, load_config, paths_root
-from kubernaut_e2e.errors import E2EError
+from kubernaut_e2e.config import DEFAULTS, E2EConfig, paths_root
+from kubernaut_e2e.errors import EXIT_USAGE, E2EError
 
 _COMMON_HELP = {
     "cluster-name": "Kind cluster name (default: e2e.cluster_name, 'gateway-e2e').",
@@ -24,28 +33,90 @@ _COMMON_HELP = {
              "shipped with this tool; see kubernaut_e2e/stacks/gateway-e2e/stack.yaml).",
 }
 
+#: The only short flags, each with one meaning in every task that has the long flag.
+SHORT_FLAGS = {"cluster-name": "c", "source-dir": "s", "provider": "p", "jobs": "j", "only": "o",
+               "namespace": "n"}
+#: Flags whose value is not a string: Invoke shows `--jobs=INT` and the value is checked here.
+FLAG_KINDS: dict[str, type] = {"jobs": int}
+
+
+class _CheckedArgument(Argument):
+    """An Argument whose bad value is one line naming the flag (exit 2), not a traceback."""
+
+    def set_value(self, value: Any, cast: bool = True) -> None:
+        try:
+            super().set_value(value, cast)
+        except ValueError:
+            kind = {int: "an integer"}.get(self.kind, self.kind.__name__)
+            raise Exit(f"config e2e.{self.attr_name or self.name} (from --{self.name}): "
+                       f"expected {kind}, got {value!r}", code=EXIT_USAGE) from None
+
+
+class E2ETask(Task):
+    """A Task whose flags follow SHORT_FLAGS and FLAG_KINDS instead of Invoke's per-task guesses."""
+
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
+        args = []
+        for arg in super().get_arguments(ignore_unknown_help):
+            name = arg.names[0]
+            short = SHORT_FLAGS.get(name)
+            args.append(_CheckedArgument(
+                names=(name, short) if short else (name,), kind=FLAG_KINDS.get(name, arg.kind),
+                default=arg.default, help=arg.help, positional=arg.positional, optional=arg.optional,
+                incrementable=arg.incrementable, attr_name=arg.attr_name))
+        return args
+
+
+def e2e_task(*args: Any, **kwargs: Any) -> Any:
+    """`@task` with this project's flag rules (see E2ETask)."""
+    return task(*args, klass=E2ETask, auto_shortflags=False, **kwargs)
+
 
 def _config(c: Context, **overrides: Any) -> E2EConfig:
+    """Every source checked on its own, then the merge; errors name the key and the source."""
+    from pathlib import Path
+
+    from kubernaut_e2e.config import PROJECT_ROOT
+    from kubernaut_e2e.config_sources import resolve
+
     section = c.config.get("e2e", {})
-    return load_config({k: section[k] for k in section}, overrides, root=paths_root(c.config))
+    # The config files Invoke read for this run: its system, user and project places with its file
+    # name (invoke, or kubernaut-e2e for the command). Invoke keeps the places as private fields.
+    name = c.config.file_prefix or c.config.prefix
+    places = [getattr(c.config, f"_{level}_prefix", None) for level in ("system", "user", "project")]
+    project = getattr(c.config, "_project_prefix", None)
+    return resolve({k: section[k] for k in section}, overrides,
+                   project_dir=Path(project) if project else PROJECT_ROOT, argv=sys.argv, environ=os.environ,
+                   root=paths_root(c.config), prefixes=[f"{place}{name}." for place in places if place])
 
 
 def _exits(fn: Callable[..., int | None]) -> Callable[..., None]:
-    """Turn E2EError into Invoke's Exit with the error's exit code and a one-line message."""
+    """Turn E2EError into Invoke's Exit with the error's exit code and a one-line message.
+
+    stdout is wrapped so that a reader that stops reading (`| head -1`) ends the output
+    quietly instead of with a BrokenPipeError traceback; the exit code stays the task's own.
+    """
 
     @wraps(fn)
     def wrapper(c: Context, *args: Any, **kwargs: Any) -> None:
+        from kubernaut_e2e.console import PipeSafe
+
+        real_stdout = sys.stdout
+        sys.stdout = PipeSafe(real_stdout)
         try:
             code = fn(c, *args, **kwargs)
         except E2EError as exc:
             raise Exit(f"e2e.{fn.__name__}: {exc}", code=exc.exit_code) from None
+        finally:
+            sys.stdout.flush()
+            sys.stdout = real_stdout
         if code:
             raise Exit(code=code)
 
     return wrapper
 
 
-@task(
+@e2e_task(
     iterable=["only"],
     help={
         "only": "Run only this step or group (and what it needs); repeatable. "
@@ -76,37 +147,24 @@ def up(c: Context, only: list[str] | None = None, jobs: int | None = None, keep_
     return run_up(cfg, opts)
 
 
-@task(help={"keep-images": "Keep the built images; remove only the cluster and run state.",
+@e2e_task(help={"keep-images": "Keep the built images; remove only the cluster and run state.",
             **{k: v for k, v in _COMMON_HELP.items() if k != "source-dir"}})
 @_exits
 def clean(c: Context, keep_images: bool = False, cluster_name: str | None = None,
           provider: str | None = None, state_dir: str | None = None, stack: str | None = None) -> int:
     """Delete the Kind cluster, the images this project built, and its run state.
 
-    Idempotent: when there is nothing left it says so and exits 0. Run logs are kept.
-    Honors `invoke --dry e2e.clean`.
+    Idempotent: when there is nothing left it says so and exits 0 (without kind installed, too).
+    Images another cluster still uses are kept, and named. Run logs are kept.
+    Honors `invoke --dry e2e.clean`. Ctrl-C stops it (exit 130) with nothing left running.
     """
-    from kubernaut_e2e.clean import clean as do_clean
-    from kubernaut_e2e.preflight import find_tools
-
-    from kubernaut_e2e.lock import ClusterLock
+    from kubernaut_e2e.clean import run_clean
 
     cfg = _config(c, cluster_name=cluster_name, provider=provider, state_dir=state_dir, stack=stack)
-    tools = find_tools(cfg)
-    if c.config.run.dry:
-        report = do_clean(cfg, tools, keep_images=keep_images, dry=True)
-    else:
-        with ClusterLock(cfg.locks_dir, cfg.cluster_name, "clean"):
-            report = do_clean(cfg, tools, keep_images=keep_images)
-    if report.nothing:
-        print(f"nothing to remove for cluster {cfg.cluster_name!r}")
-    else:
-        for item in report.removed:
-            print(f"removed {item}")
-    return 0
+    return run_clean(cfg, keep_images=keep_images, dry=bool(c.config.run.dry))
 
 
-@task(iterable=["only"], help={"json": "Print the plan as JSON: {steps: [{name, needs, commands}]}.",
+@e2e_task(iterable=["only"], help={"json": "Print the plan as JSON: {steps: [{name, needs, commands}]}.",
                                "only": "Plan only this step or group (and what it needs).",
                                **_COMMON_HELP})
 @_exits
@@ -138,7 +196,7 @@ def plan(c: Context, json_: bool = False, only: list[str] | None = None,
     return 0
 
 
-@task(iterable=["namespace"], help={
+@e2e_task(iterable=["namespace"], help={
     "json": "Print the report as JSON.",
     "out": "Also write a bundle here: pod descriptions, logs, events, findings, `kind export logs`.",
     "logs": "Analyse a log file or a folder of logs (CI artifact, kind logs) offline: no cluster needed.",
@@ -163,13 +221,28 @@ def diagnose(c: Context, json_: bool = False, out: str | None = None, logs: str 
 
     from kubernaut_e2e.diagnose import run_diagnose
 
+    from kubernaut_e2e.errors import Cancelled, Interrupted
+    from kubernaut_e2e.runner import Cancellation
+    from kubernaut_e2e.signals import owned_signals
+
     cfg = _config(c, cluster_name=cluster_name, state_dir=state_dir, stack=stack)
-    return run_diagnose(cfg, namespaces=namespace or [cfg.namespace], as_json=json_,
-                        out=Path(out).resolve() if out else None,
-                        logs=Path(logs).resolve() if logs else None, stream=sys.stdout)
+    session = Cancellation()
+    try:
+        with owned_signals(session):
+            try:
+                return run_diagnose(cfg, namespaces=namespace or [cfg.namespace], as_json=json_,
+                                    out=Path(out).resolve() if out else None,
+                                    logs=Path(logs).resolve() if logs else None, stream=sys.stdout,
+                                    cancellation=session)
+            except Cancelled:
+                raise Interrupted(f"interrupted ({session.signal or 'SIGINT'})") from None
+    except E2EError as exc:
+        if json_:  # --json always prints JSON: a script reads the error from it, too
+            print(json.dumps({"error": str(exc), "exit_code": exc.exit_code, "findings": []}, indent=2))
+        raise
 
 
-@task(iterable=["dockerfile"], help={
+@e2e_task(iterable=["dockerfile"], help={
     "dockerfile": "Dockerfile to check; repeatable (default: the project's two).",
     "arch": "Target architecture (default: the Kind node's, else the provider's).",
     "json": "Print the checks as JSON.",
@@ -207,7 +280,7 @@ _REUSES_ENV_HELP = ("The suite was changed to reuse an existing environment: ski
                     "~/.kube/gateway-e2e-config and ~/.kube/inter-service-ca.pem), announced.")
 
 
-@task(help={
+@e2e_task(help={
     "suite-reuses-env": _REUSES_ENV_HELP,
     "cluster-name": _COMMON_HELP["cluster-name"],
     "source-dir": _COMMON_HELP["source-dir"],
@@ -233,7 +306,7 @@ def test(c: Context, suite_reuses_env: bool = False, cluster_name: str | None = 
     return run_suite(cfg, new_run_dir(cfg), suite_reuses_env=suite_reuses_env).exit_code
 
 
-@task(help={
+@e2e_task(help={
     "keep": "Keep the cluster and images at the end (default: clean up).",
     "jobs": "As for e2e.up.",
     "suite-reuses-env": _REUSES_ENV_HELP,
@@ -256,7 +329,7 @@ def ci(c: Context, keep: bool = False, jobs: int | None = None, suite_reuses_env
     return run_ci(cfg, keep=keep, suite_reuses_env=suite_reuses_env)
 
 
-@task(help={
+@e2e_task(help={
     "out": "Folder to write into (created; files are numbered in apply order).",
     "cluster-name": _COMMON_HELP["cluster-name"],
     "source-dir": _COMMON_HELP["source-dir"],

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from kubernaut_e2e import safe_yaml
 from kubernaut_e2e.config import E2EConfig
 from kubernaut_e2e.errors import UsageError
 from kubernaut_e2e.stack import Component
@@ -70,7 +71,9 @@ def render_text(path: Path, values: Mapping[str, str]) -> str:
 def load_documents(text: str, source: str, *, require_name: bool = True) -> list[dict[str, Any]]:
     """Parse multi-document YAML into objects; a document must have kind (and metadata.name)."""
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in safe_yaml.load_all(text) if d is not None]
+    except safe_yaml.UnsafeYAML as exc:  # aliases (a YAML bomb) or a huge file: refused unparsed
+        raise UsageError(f"manifest {source}: {exc}") from None
     except yaml.YAMLError as exc:
         raise UsageError(f"manifest {source}: not valid YAML: {' '.join(str(exc).split())}") from None
     for doc in docs:

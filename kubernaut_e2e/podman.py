@@ -80,6 +80,36 @@ def rmi(tool: str, refs: list[str]) -> list[str]:
     return [tool, "rmi", *refs]
 
 
+def containers_json(tool: str) -> list[str]:
+    """Every container as JSON, podman's build (buildah) working containers included."""
+    return [tool, "ps", "--all", "--external", "--format", "json"]
+
+
+def build_leftovers(stdout: str, image_ids: set[str]) -> list[str]:
+    """IDs of build working containers left on `image_ids` by a build that was killed. Pure.
+
+    podman 4.3 leaves them when a build is stopped; they make `podman rmi` of those images
+    fail ("image is in use by a container"). Only `buildah` containers: never a user's own.
+    """
+    import json
+
+    try:
+        listed = json.loads(stdout or "[]")
+    except ValueError:
+        return []
+    found = []
+    for container in listed if isinstance(listed, list) else []:
+        image = str(container.get("ImageID") or "")
+        if container.get("Command") == ["buildah"] and image and any(i.startswith(image) or image.startswith(i)
+                                                                      for i in image_ids if i):
+            found.append(str(container.get("Id")))
+    return found
+
+
+def rm_containers(tool: str, ids: list[str]) -> list[str]:
+    return [tool, "rm", "--force", *ids]
+
+
 def prune_labelled(tool: str, label: str) -> list[str]:
     """Remove dangling images carrying `label`: old builds of ours, never anyone else's."""
     return [tool, "image", "prune", "--force", "--filter", f"label={label}"]

@@ -31,8 +31,13 @@ def choose_provider(cfg: E2EConfig, which: Callable[[str], str | None] = shutil.
     return next((t for t in ("podman", "docker") if which(t)), None)
 
 
-def find_tools(cfg: E2EConfig, which: Callable[[str], str | None] = shutil.which) -> Tools:
-    """Resolve the provider (podman preferred under `auto`) and kind; name everything missing."""
+def find_tools(cfg: E2EConfig, which: Callable[[str], str | None] = shutil.which, *,
+               need: bool = True) -> Tools:
+    """Resolve the provider (podman preferred under `auto`) and kind; name everything missing.
+
+    `need=False` (a dry run, which runs nothing) never fails: a missing tool is named by the
+    command it would run (`kind`, and e2e.provider or podman).
+    """
     missing: list[str] = []
     kind = which("kind")
     if not kind:
@@ -41,9 +46,10 @@ def find_tools(cfg: E2EConfig, which: Callable[[str], str | None] = shutil.which
     if provider is None:
         missing.append(_INSTALL_HINTS["podman"] if cfg.provider == "auto"
                        else f"{cfg.provider} (e2e.provider is {cfg.provider!r})")
-    if missing:
+    if missing and need:
         raise UsageError("preflight: missing tools: " + "; ".join(missing))
-    return Tools(provider=provider or "", kind=kind or "")
+    return Tools(provider=provider or (cfg.provider if cfg.provider != "auto" else "podman"),
+                 kind=kind or "kind")
 
 
 def check_source(cfg: E2EConfig, images: Iterable[str]) -> list[str]:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ContextManager
 
 from kubernaut_e2e.dockerfile import registry_of
 from kubernaut_e2e.errors import StepFailed
@@ -183,6 +184,12 @@ def describe_problem(kube: Any, problem: PodProblem, log_lines: int = 20) -> str
     return "\n".join(lines)
 
 
+def _time_limit(kube: Any, seconds: float) -> ContextManager[Any]:
+    """Every API call of a wait ends by the wait's own timeout (a slow API server included)."""
+    limit = getattr(kube, "deadline", None)
+    return limit(seconds) if limit is not None else nullcontext()
+
+
 def wait_deployment(
     kube: Any,
     namespace: str,
@@ -197,6 +204,12 @@ def wait_deployment(
     Raises NotReady at once when a pod of it shows a fatal problem, or at the timeout with the
     pods' current states.
     """
+    with _time_limit(kube, timeout):
+        return _wait_deployment(kube, namespace, name, selector, timeout, cancellation, explain)
+
+
+def _wait_deployment(kube: Any, namespace: str, name: str, selector: str, timeout: float,
+                     cancellation: Cancellation, explain: Callable[[PodProblem], str] | None) -> float:
     started = time.monotonic()
     deadline = started + timeout
     last_pods: dict[str, dict[str, Any]] = {}
@@ -257,6 +270,12 @@ def _pod_lines(kube: Any, namespace: str, pods: dict[str, dict[str, Any]]) -> li
 def wait_job(kube: Any, namespace: str, name: str, timeout: float, cancellation: Cancellation,
              poll: float = 0.5) -> dict[str, Any]:
     """Block until the Job completes; raise NotReady with its pod's log when it fails."""
+    with _time_limit(kube, timeout):
+        return _wait_job(kube, namespace, name, timeout, cancellation, poll)
+
+
+def _wait_job(kube: Any, namespace: str, name: str, timeout: float, cancellation: Cancellation,
+              poll: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         cancellation.check()

@@ -141,17 +141,40 @@ def run_graph(
                 reporter.step_finished(rec)
 
     interrupted = False
+    give_up_at = 0.0
     while True:
         if not stopping:
             launch_ready()
         if not running:
             break
         try:
-            name, exc, result = finished.get()
+            # Polled, so an interrupt (cancellation.interrupt() from the signal owner) is seen
+            # within 0.1 s without a KeyboardInterrupt tearing through this loop.
+            item: tuple[str, BaseException | None, object] | None = finished.get(timeout=0.1)
+        except queue.Empty:
+            item = None
         except KeyboardInterrupt:
             interrupted = True
             stop_everything("interrupted")
+            give_up_at = time.monotonic() + cancellation.grace + 1.0
             continue
+        if cancellation.interrupted and not interrupted:
+            interrupted = True
+            stop_everything(cancellation.reason or "interrupted")
+            give_up_at = time.monotonic() + cancellation.grace + 1.0
+        if item is None:
+            if interrupted and time.monotonic() > give_up_at:
+                # A step that ignores the stop (stuck outside any command) is left behind, so
+                # that an interrupted run still ends within seconds; its thread is a daemon.
+                for left in sorted(running):
+                    rec = records[left]
+                    rec.status, rec.end = INTERRUPTED, time.monotonic() - t0
+                    rec.error = f"{cancellation.reason}; did not stop within {cancellation.grace + 1.0:g}s"
+                    reporter.step_finished(rec)
+                running.clear()
+                break
+            continue
+        name, exc, result = item
         running.discard(name)
         rec = records[name]
         rec.end = time.monotonic() - t0

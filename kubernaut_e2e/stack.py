@@ -9,7 +9,8 @@ from a `Stack`.
 
 A stack file may `extends:` another one (paths in each file are relative to that file): mappings
 merge key by key, anything else is replaced, and `null` removes a key. Loading validates all of
-it, so a bad stack is one line naming the file and the key, exit 2, before any side effect.
+it (YAML aliases refused, see kubernaut_e2e.safe_yaml), so a bad stack is one line naming the
+file and the key, exit 2, before any side effect.
 The schema is documented in the default stack, `stacks/gateway-e2e/stack.yaml`.
 """
 from __future__ import annotations
@@ -208,40 +209,19 @@ def load_stack(path: Path) -> Stack:
 
 
 def _yaml(path: Path) -> Any:
+    """One stack file, loaded with bounds (no aliases, no huge files: kubernaut_e2e.safe_yaml)."""
     import yaml
 
+    from kubernaut_e2e import safe_yaml
+
     try:
-        text = path.read_text()
+        text = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"stack {path}: cannot be read: {exc.strerror}") from None
     try:
-        # Aliases are refused: a stack has no use for them and they allow "billion laughs".
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise UsageError(f"stack {path}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
-    if node is not None and _has_alias(node):
-        raise UsageError(f"stack {path}: YAML anchors and aliases are not allowed in a stack file")
-    return yaml.safe_load(text)
-
-
-def _has_alias(node: Any) -> bool:
-    import yaml
-
-    stack = [node]
-    seen: set[int] = set()
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            return True  # the same node reached twice: an alias
-        seen.add(id(current))
-        if isinstance(current, yaml.MappingNode):
-            for key, value in current.value:
-                stack.extend((key, value))
-        elif isinstance(current, yaml.SequenceNode):
-            stack.extend(current.value)
-    return False
+        return safe_yaml.load(text)
+    except (safe_yaml.UnsafeYAML, yaml.YAMLError) as exc:
+        raise UsageError(f"stack {path}: {safe_yaml.describe_error(exc)}") from None
 
 
 def _read_layers(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], tuple[Path, ...]]:

@@ -172,7 +172,7 @@ def cluster(ctx: StepContext) -> Noted:
                                cfg.stack.cluster.wait), env=env)
     if not ctx.run.dry:
         if not cfg.kubeconfig.is_file():
-            raise StepFailed(f"kind create cluster exited 0 but wrote no kubeconfig at {cfg.kubeconfig}")
+            raise StepFailed(f"`kind create cluster` exited 0 but wrote no kubeconfig to {cfg.kubeconfig}")
         cfg.kubeconfig.chmod(0o600)
     return Noted(f"recreated: {why_recreated}" if why_recreated else "created", cfg.kubeconfig)
 

@@ -7,6 +7,7 @@ lands in the run directory. The exit status is the suite's own.
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 import shutil
 import sys
 from dataclasses import dataclass
@@ -14,10 +15,10 @@ from pathlib import Path
 from typing import TextIO
 
 from kubernaut_e2e.config import E2EConfig
-from kubernaut_e2e.errors import EXIT_INTERRUPTED, UsageError
+from kubernaut_e2e.errors import EXIT_INTERRUPTED, Cancelled, UsageError
 from kubernaut_e2e.gotest import EventParser, SuiteResult, junit_xml, progress_line, summary_line
 from kubernaut_e2e.runner import Cancellation, CommandFailed, LocalRunner
-from kubernaut_e2e.signals import signals_as_interrupts
+from kubernaut_e2e.signals import owned_signals
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,8 @@ def write_suite_files(cfg: E2EConfig, out: TextIO) -> list[Path]:
 
 
 def run_suite(cfg: E2EConfig, run_dir: Path, out: TextIO | None = None, *,
-              suite_reuses_env: bool = False) -> SuiteOutcome:
+              cancellation: Cancellation | None = None, suite_reuses_env: bool = False) -> SuiteOutcome:
+    """Run the suite; `cancellation` is the caller's (e2e.ci owns the signals then)."""
     out = out or sys.stdout
     check_inputs(cfg, suite_reuses_env=suite_reuses_env)
     if suite_reuses_env:
@@ -107,17 +109,19 @@ def run_suite(cfg: E2EConfig, run_dir: Path, out: TextIO | None = None, *,
         if event is not None:
             print(progress_line(event), file=out, flush=True)
 
-    cancellation = Cancellation()
+    owns_signals = cancellation is None
+    session = cancellation or Cancellation()
+    cancellation = session.child()
     runner = LocalRunner(cancellation)
     argv = cfg.test_argv
     print(f"running {' '.join(argv)} in {cfg.source_dir}", file=out, flush=True)
     interrupted = False
-    with signals_as_interrupts(cancellation):
+    with owned_signals(session) if owns_signals else nullcontext():
         try:
             result = runner.run(argv, log=log, env=suite_env(cfg), cwd=cfg.source_dir, check=False,
                                 on_line=on_line, timeout=None)
             code = result.returncode
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Cancelled):
             cancellation.cancel("interrupted")
             interrupted, code = True, EXIT_INTERRUPTED
         except CommandFailed as exc:

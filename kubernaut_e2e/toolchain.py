@@ -175,6 +175,15 @@ def document(facts: Facts, checks: Sequence[Check]) -> dict[str, Any]:
 
 
 def render(checks: Sequence[Check], stream: Any) -> None:
+    """A table on a terminal; into a pipe or file, plain columns, one line per check."""
+    from kubernaut_e2e.console import is_terminal, plain_table
+
+    if not is_terminal(stream):
+        rows = [(c.status, c.name, c.detail + (f" (fix: {c.fix})" if c.fix else "")) for c in checks]
+        stream.write("\n".join(plain_table(("status", "check", "detail"), rows)) + "\n")
+        stream.flush()
+        return
+
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -185,4 +194,4 @@ def render(checks: Sequence[Check], stream: Any) -> None:
     style = {"ok": "green", "warn": "yellow", "fail": "bold red"}
     for c in checks:
         table.add_row(escape(c.name), f"[{style[c.status]}]{c.status}[/]", escape(c.detail), escape(c.fix))
-    Console(file=stream, width=140).print(table)
+    Console(file=stream).print(table)

@@ -14,13 +14,14 @@ from kubernaut_e2e import preflight as preflight_checks
 from kubernaut_e2e.checklist import checklist
 from kubernaut_e2e.config import E2EConfig
 from kubernaut_e2e.context import RunContext, StepContext, private_dir
-from kubernaut_e2e.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Cancelled, E2EError, StepFailed, UsageError
+from kubernaut_e2e.errors import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Cancelled, E2EError, StepFailed,
+                                  UsageError)
 from kubernaut_e2e.graph import Graph, Step
 from kubernaut_e2e.lock import ClusterLock
-from kubernaut_e2e.signals import signals_as_interrupts
 from kubernaut_e2e.redact import Redactor
 from kubernaut_e2e.runner import Cancellation, LocalRunner
 from kubernaut_e2e.scheduler import DONE, GraphInterrupted, Noted, run_graph
+from kubernaut_e2e.signals import owned_signals
 from kubernaut_e2e.steps import PlanInputs, build_registry
 from kubernaut_e2e.timings import timings_document, write_timings
 
@@ -43,8 +44,11 @@ def stack_graph(cfg: E2EConfig, only: Sequence[str] = ()) -> Graph:
 
 def preflight(cfg: E2EConfig, graph: Graph, *, dry: bool = False) -> preflight_checks.Tools:
     """Everything checkable before a side effect: the tools, and the stack's contract with the
-    source tree, kind and the host. Raises UsageError (exit 2) listing every problem, one per line."""
-    tools = preflight_checks.find_tools(cfg)
+    source tree, kind and the host. Raises UsageError (exit 2) listing every problem, one per line.
+
+    A dry run runs no tool, so it does not need kind or a provider installed.
+    """
+    tools = preflight_checks.find_tools(cfg, need=not dry)
     building = [name for name in cfg.images if f"build-{name}" in graph.steps]
     problems = [*preflight_checks.check_source(cfg, building), *preflight_checks.check_go_mod(cfg, building)]
     problems += preflight_checks.check_deploy_inputs(cfg, set(graph.steps))
@@ -77,32 +81,55 @@ def _check_kind(cfg: E2EConfig, tools: preflight_checks.Tools) -> list[str]:
 def new_run_dir(cfg: E2EConfig) -> Path:
     # Timestamp plus PID: two runs started in the same second still get their own folder.
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = private_dir(cfg.runs_dir) / f"{stamp}-{os.getpid()}"
-    private_dir(run_dir)
+    try:
+        run_dir = private_dir(cfg.runs_dir) / f"{stamp}-{os.getpid()}"
+        private_dir(run_dir)
+    except OSError as exc:  # read-only or full file system, a file in the way
+        raise UsageError(f"config e2e.state_dir: cannot create a run directory in {cfg.runs_dir}: "
+                         f"{exc.strerror or exc}") from None
     return run_dir
 
 
-def run_up(cfg: E2EConfig, opts: UpOptions, out: TextIO | None = None, *, hold_lock: bool = True) -> int:
+def run_up(cfg: E2EConfig, opts: UpOptions, out: TextIO | None = None, *, hold_lock: bool = True,
+           cancellation: Cancellation | None = None) -> int:
     """Run the selected steps; print the live view and the summary; return the exit code.
 
-    `hold_lock=False` is for a caller that already holds the cluster's lock (`e2e.ci`).
+    `hold_lock=False` is for a caller that already holds the cluster's lock (`e2e.ci`), which
+    then also owns the signals and passes its `cancellation`. Otherwise this owns SIGINT,
+    SIGTERM and SIGHUP from before the lock until after the summary (see signals.py).
     """
     out = out or sys.stdout
-    graph = stack_graph(cfg, opts.only)
-    tools = preflight(cfg, graph, dry=opts.dry)
+    if cancellation is not None:
+        graph = stack_graph(cfg, opts.only)
+        return _locked_run(cfg, opts, graph, preflight(cfg, graph, dry=opts.dry), out, hold_lock, cancellation)
+    session = Cancellation()
+    with owned_signals(session):
+        graph = stack_graph(cfg, opts.only)
+        return _locked_run(cfg, opts, graph, preflight(cfg, graph, dry=opts.dry), out, hold_lock, session)
+
+
+def _locked_run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: preflight_checks.Tools, out: TextIO,
+                hold_lock: bool, session: Cancellation) -> int:
     if opts.dry:
-        return _run(cfg, opts, graph, tools, out)
+        return _run(cfg, opts, graph, tools, out, session)
     lock = ClusterLock(cfg.locks_dir, cfg.cluster_name, "up")
     with (lock if hold_lock else _NoLock()):
+        if hold_lock:
+            lock.record_images([cfg.image_ref(name) for name in cfg.images])
+            session.add_watcher(lock)
         if lock.warning:
             print(lock.warning, file=out)
-        code = _run(cfg, opts, graph, tools, out)
-        if code == EXIT_FAILED and opts.clean_on_failure:
+        code = _run(cfg, opts, graph, tools, out, session)
+        if code == EXIT_FAILED and opts.clean_on_failure and not session.interrupted:
             from kubernaut_e2e.clean import clean
 
             print(f"--clean-on-failure: removing cluster {cfg.cluster_name!r}", file=out)
-            clean(cfg, tools, keep_images=True, echo=lambda line: print(line, file=out))
-        return code
+            try:
+                clean(cfg, tools, keep_images=True, echo=lambda line: print(line, file=out),
+                      cancellation=session)
+            except E2EError as exc:
+                print(f"--clean-on-failure: {exc}", file=out)
+        return EXIT_INTERRUPTED if session.interrupted else code
 
 
 class _NoLock:
@@ -115,17 +142,19 @@ class _NoLock:
         pass
 
 
-def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: preflight_checks.Tools, out: TextIO) -> int:
+def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: preflight_checks.Tools, out: TextIO,
+         session: Cancellation) -> int:
     from kubernaut_e2e import console
 
-    cancellation = Cancellation()
+    cancellation = session.child()  # a failing step cancels the graph, not the whole task
     redactor = Redactor()
-    echo = (lambda line: print(redactor.redact(line), file=out, flush=True))
+    lines = console.LineWriter(out)
+    echo = (lambda line: lines.write(redactor.redact(line)))
     runner = LocalRunner(cancellation, dry=opts.dry, echo=echo, redactor=redactor)
     run_dir = cfg.runs_dir / "dry-run" if opts.dry else (opts.run_dir or new_run_dir(cfg))
     # Past runs' step durations rank the ready steps (longest remaining path first).
     weights = history.estimates(history.load(history.path_in(cfg.state_dir)), graph.order)
-    reporter = console.PlainReporter(out) if opts.dry else console.make_reporter(graph.order, out)
+    reporter = console.PlainReporter(lines) if opts.dry else console.make_reporter(graph.order, lines)
     run = RunContext(cfg, tools, runner, run_dir, cancellation, dry=opts.dry,
                      recreate=opts.recreate, echo=echo, redactor=redactor,
                      selected=frozenset(graph.steps), on_output=reporter.step_output)
@@ -144,47 +173,54 @@ def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: preflight_checks.
 
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     interrupted = False
-    with signals_as_interrupts(cancellation):
-        try:
-            records = run_graph(graph, execute, jobs=opts.jobs, keep_going=opts.keep_going,
-                                cancellation=cancellation, reporter=reporter, weights=weights)
-        except GraphInterrupted as stop:
-            interrupted, records = True, stop.records
-        finally:
-            reporter.close()
-            cleanup_errors = run.run_cleanups()
+    try:
+        records = run_graph(graph, execute, jobs=opts.jobs, keep_going=opts.keep_going,
+                            cancellation=cancellation, reporter=reporter, weights=weights)
+    except GraphInterrupted as stop:
+        interrupted, records = True, stop.records
+    finally:
+        reporter.close()
+        cleanup_errors = run.run_cleanups()
+    interrupted = interrupted or session.interrupted
     for err in cleanup_errors:
-        print(f"warning: cleanup failed: {err}", file=out)
+        lines.write(f"warning: cleanup failed: {redactor.redact(err)}")
     if not opts.dry:
         _explain_failed_commands(records, run_dir)
     if opts.dry:
-        print("dry run: no command was run", file=out)
+        lines.write("dry run: no command was run")
         return EXIT_OK
     extra: dict[str, Any] = {"jobs": opts.jobs, "only": list(opts.only), "cluster": cfg.cluster_name,
                              "interrupted": interrupted}
-    checks = checklist(records, cfg.time_budget) if "health" in graph.steps and not interrupted else []
+    if session.signal:
+        extra["signal"] = session.signal
+    checks = (checklist(records, cfg.time_budget, jobs=opts.jobs)
+              if "health" in graph.steps and not interrupted else [])
     if checks:
         extra["checklist"] = [c.to_dict() for c in checks]
     document = timings_document(records, started_at, run_dir, extra)
     document["history"] = history.update(cfg.state_dir, document)
-    write_timings(run_dir / "timings.json", document)
-    (run_dir / timeline.FILE_NAME).write_text(timeline.svg(document))
+    timings = run_dir / "timings.json"
+    try:
+        write_timings(timings, document)
+        (run_dir / timeline.FILE_NAME).write_text(timeline.svg(document))
+    except OSError as exc:  # disk full: the summary below still tells everything
+        lines.write(f"warning: could not write {timings}: {exc.strerror or exc}")
     console.print_summary(records, run_dir, out)
     console.print_timeline(document, run_dir / timeline.FILE_NAME, out)
     if checks:
         console.print_checklist(checks, out)
     if interrupted:
-        print("interrupted: running steps were stopped; `invoke e2e.up` again resumes", file=out)
+        lines.write(f"interrupted ({session.signal or 'SIGINT'}): running steps were stopped; "
+                    "`invoke e2e.up` again resumes")
         return EXIT_INTERRUPTED
     ok = all(r.status == DONE for r in records.values()) and all(c.passed for c in checks)
     cluster = records.get("cluster")
     if not ok and cluster is not None and cluster.status != DONE:
         # kind removes a cluster it could not finish: there is nothing to keep or diagnose.
-        print(f"no cluster {cfg.cluster_name!r} was made: fix the cause above and run `invoke e2e.up` again",
-              file=out)
+        lines.write(f"no cluster {cfg.cluster_name!r} was made: fix the cause above and run `invoke e2e.up` again")
     elif not ok and not opts.clean_on_failure:
-        print(f"the cluster {cfg.cluster_name!r} was kept for diagnosis: "
-              f"`invoke e2e.diagnose`; remove it with `invoke e2e.clean`", file=out)
+        lines.write(f"the cluster {cfg.cluster_name!r} was kept for diagnosis: "
+                    f"`invoke e2e.diagnose`; remove it with `invoke e2e.clean`")
     return EXIT_OK if ok else EXIT_FAILED
 
 

@@ -202,3 +202,28 @@ def project(tmp_path: Path, podman_env: dict[str, str], hello_binary: Path, prel
                    env={**env, "KIND_EXPERIMENTAL_PROVIDER": "podman"}, capture_output=True)
     proj.podman("rmi", "--force", *images.values())
     proj.podman("image", "prune", "--force", "--filter", f"label=io.kubernaut.e2e.cluster={cluster}")
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A tiny tmpfs (a disk that fills up, or a read-only one) mounted under tmp_path.
+
+    Real ENOSPC/EROFS from the kernel, for the disk-full and unwritable-state-dir tests. Needs
+    root with CAP_SYS_ADMIN, which the CI machine (and this one) has.
+    """
+    mounted: list[Path] = []
+
+    def mount(size: str = "1m", read_only: bool = False) -> Path:
+        where = tmp_path / f"fs{len(mounted)}"
+        where.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.fail(f"cannot mount a tmpfs ({done.stderr.strip()}): these tests need root with CAP_SYS_ADMIN")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in reversed(mounted):
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)

@@ -81,3 +81,41 @@ def test_image_ref_grammar(ref, ok):
 def test_every_default_is_a_field():
     cfg = load_config({})
     assert all(hasattr(cfg, key) for key in DEFAULTS)
+
+
+# --- every source checked by the same code, errors naming the source ------------------------------
+
+
+def test_each_source_is_named_in_its_error(tmp_path: Path):
+    from kubernaut_e2e.config_sources import problem, resolve
+
+    (tmp_path / "invoke.yaml").write_text("e2e:\n  jobs: 0\n")
+    assert problem(tmp_path, environ={}) == f"config e2e.jobs (from {tmp_path}/invoke.yaml): 0 must be at least 1"
+    (tmp_path / "invoke.yaml").write_text("e2e:\n  jobs: 2\n")
+    assert problem(tmp_path, environ={"INVOKE_E2E_JOBS": "abc"}) == \
+        "config e2e.jobs (from INVOKE_E2E_JOBS): expected an integer, got 'abc'"
+    assert "config e2e.bogus (from INVOKE_E2E_BOGUS): unknown key" in problem(tmp_path, environ={"INVOKE_E2E_BOGUS": "1"})
+    runtime = tmp_path / "ci.yaml"
+    runtime.write_text("e2e:\n  provider: lxc\n")
+    assert problem(tmp_path, ["invoke", "-f", str(runtime), "e2e.up"], environ={}) == \
+        f"config e2e.provider (from {runtime}): 'lxc' must be one of auto, podman, docker"
+    with pytest.raises(UsageError, match=r"config e2e.jobs \(from --jobs\): -1 must be at least 1"):
+        resolve({}, {"jobs": -1}, project_dir=tmp_path, environ={})
+
+
+def test_precedence_and_provenance(tmp_path: Path):
+    from kubernaut_e2e.config_sources import collect, env_source, flag_source, provenance
+
+    (tmp_path / "invoke.yaml").write_text("e2e:\n  jobs: 2\n  cluster_name: from-file\n")
+    sources = [*collect(tmp_path, environ={"INVOKE_E2E_JOBS": "3"}), flag_source({"cluster_name": "from-flag"})]
+    labels = provenance(sources)
+    assert labels["jobs"] == "INVOKE_E2E_JOBS" and labels["cluster_name"] == "--cluster-name"
+    assert env_source({"INVOKE_E2E_STATE_DIR": "/x", "OTHER": "1"}).values == {"state_dir": "/x"}
+
+
+def test_yaml_aliases_and_huge_files_are_refused_unexpanded(tmp_path: Path):
+    from kubernaut_e2e.config_sources import problem
+
+    (tmp_path / "invoke.yaml").write_text("base: &b {jobs: 2}\ne2e: *b\n")
+    assert problem(tmp_path, environ={}) == \
+        f"{tmp_path}/invoke.yaml: line 2: YAML aliases (*b) are not accepted here: write the value out"

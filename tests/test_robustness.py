@@ -272,3 +272,62 @@ def test_failed_command_log_is_matched_against_the_knowledge_base(project: Proje
     assert result.returncode == 1
     assert "diagnosis: The local image store holds a half-written image" in result.stdout
     assert "podman rmi -f" in result.stdout
+
+
+# --- smaller faults: a lying save, a create without kubeconfig, full disks ----------------------
+
+def test_save_that_exits_0_on_sigterm_is_not_done(project: Project, tmp_path: Path):
+    # podman 4.3's save exits 0 when terminated, leaving a truncated archive.
+    env = {**project.env, **_faulty(project, "podman save:termok", tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "e2e.up", "--only", "images"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pids = tmp_path / "pids"
+    deadline = time.monotonic() + 60
+    # Both saves running means both (real) builds are done: killing podman 4.3 mid-build can
+    # leave a half-written image in the session's store, which would break later tests.
+    while time.monotonic() < deadline and (pids.read_text() if pids.exists() else "").count("podman save") < 2:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    steps = {s["name"]: s for s in project.timings()["steps"]}
+    saves = [s for n, s in steps.items() if n.startswith("save-") and s["start"] is not None]
+    assert saves and all(s["status"] == "interrupted" for s in saves), saves
+    assert all(steps[n]["status"] != "done" for n in steps if n.startswith("load-"))
+    assert not _archives(project)
+
+
+def test_kind_create_that_writes_no_kubeconfig_is_a_clear_failure(project: Project, tmp_path: Path):
+    result = project.run("e2e.up", "--only", "cluster", extra_env=_faulty(project, "kind create:noop", tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    steps = {s["name"]: s for s in project.timings()["steps"]}
+    assert steps["cluster"]["status"] == "failed"
+    assert "`kind create cluster` exited 0 but wrote no kubeconfig" in steps["cluster"]["error"]
+    assert "FileNotFoundError" not in result.stdout + result.stderr and "Traceback" not in result.stderr
+
+
+def test_disk_full_while_a_command_writes_its_log(project: Project, tmp_path: Path, small_fs):
+    state = small_fs(size="1m")
+    env = {**_faulty(project, "podman build:chatty", tmp_path), "INVOKE_E2E_STATE_DIR": str(state),
+           "INVOKE_E2E_COMMAND_TIMEOUT": "120"}
+    started = time.monotonic()
+    result = project.run("e2e.up", "--only", "images", extra_env=env, timeout=180)
+    took = time.monotonic() - started
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert took < 60, took  # promptly: not when command_timeout (120 s) runs out
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "cannot write its log" in result.stdout and "No space left on device" in result.stdout
+    assert "Step timings" in result.stdout  # the summary still reached the console
+    assert "could not write" in result.stdout and "timings.json" in result.stdout
+    _no_leftover_processes(tmp_path / "pids")
+
+
+def test_no_space_during_save_is_named_on_the_console(project: Project, tmp_path: Path, small_fs):
+    state = small_fs(size="256k")  # logs fit; an image archive (a static binary) does not
+    result = project.run("e2e.up", "--only", "images", extra_env={"INVOKE_E2E_STATE_DIR": str(state)})
+    assert result.returncode == 1, result.stdout + result.stderr
+    failed = [line for line in result.stdout.splitlines() if ": FAILED" in line and "save-" in line]
+    assert failed, result.stdout
+    assert "no space left on device" in failed[0].lower(), failed[0]
+    assert "Traceback" not in result.stdout + result.stderr

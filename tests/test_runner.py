@@ -92,3 +92,65 @@ def _assert_gone(pid: int) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"process {pid} still alive")
+
+
+def test_disk_full_log_stops_the_command_at_once(tmp_path: Path, small_fs):
+    log = small_fs(size="64k") / "step.log"
+    runner = LocalRunner(Cancellation(grace=1.0))
+    # 4 MB of output, then an hour of sleep: before, the pump thread died on ENOSPC and the
+    # child blocked on a full pipe until the timeout.
+    script = "import sys,time; sys.stdout.write(('x'*1023+'\\n')*4096); sys.stdout.flush(); time.sleep(3600)"
+    started = time.monotonic()
+    with pytest.raises(CommandFailed) as info:
+        runner.run([sys.executable, "-c", script], log=log, timeout=60)
+    assert time.monotonic() - started < 10
+    assert f"was stopped: cannot write its log {log}: No space left on device" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_log_that_cannot_be_opened_starts_nothing(tmp_path: Path):
+    marker = tmp_path / "ran"
+    with pytest.raises(CommandFailed, match="was not started: cannot write its log"):
+        LocalRunner(Cancellation()).run(["touch", str(marker)], log=Path("/dev/full"))
+    assert not marker.exists()
+
+
+def test_exit_0_after_a_cancel_is_not_success(tmp_path: Path):
+    cancellation = Cancellation(grace=2.0)
+    script = ("import signal,sys,time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); "
+              "print('ready', flush=True); time.sleep(60)")
+    threading.Timer(0.5, cancellation.cancel, args=("test",)).start()
+    with pytest.raises(Cancelled):
+        LocalRunner(cancellation).run([sys.executable, "-c", script])
+
+
+def test_failure_message_quotes_the_error_line(tmp_path: Path):
+    script = ("import sys; print('copying blob'); print('Error: writing blob: write /x/archive.tar: "
+              "no space left on device', file=sys.stderr); sys.exit(125)")
+    with pytest.raises(CommandFailed) as info:
+        LocalRunner(Cancellation()).run([sys.executable, "-c", script], log=tmp_path / "save.log")
+    assert "exited with code 125: Error: writing blob: write /x/archive.tar: no space left on device" in str(info.value)
+
+
+def test_interrupt_reaches_children_and_watchers_see_each_group():
+    seen: list[tuple[str, int]] = []
+
+    class Watcher:
+        def group_started(self, pgid: int, argv) -> None:  # type: ignore[no-untyped-def]
+            seen.append(("started", pgid))
+
+        def group_ended(self, pgid: int) -> None:
+            seen.append(("ended", pgid))
+
+    session = Cancellation(grace=1.0)
+    session.add_watcher(Watcher())
+    phase = session.child()
+    phase.cancel("a step failed")  # fail-fast stays in the phase
+    assert phase.cancelled and not session.cancelled
+    other = session.child()
+    result = LocalRunner(other).run(["true"])
+    assert result.ok and [s for s, _ in seen] == ["started", "ended"]
+    threading.Timer(0.3, session.interrupt, args=("SIGHUP",)).start()
+    with pytest.raises(Cancelled):
+        LocalRunner(other).run(["sleep", "30"])
+    assert other.interrupted and other.signal == "SIGHUP" and session.child().interrupted
