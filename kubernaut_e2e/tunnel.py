@@ -148,12 +148,13 @@ def _relay(client: socket.socket, channel: Any, stop: threading.Event) -> None:
 
 
 @contextmanager
-def tunnels(connection: Connection, forwards: Sequence[Forward], *,
-            local_host: str = "127.0.0.1") -> Iterator[dict[str, Tunnel]]:
+def tunnels(connection: Connection, forwards: Sequence[Forward], *, local_host: str = "127.0.0.1",
+            fallback: bool = False) -> Iterator[dict[str, Tunnel]]:
     """Open every forward (by name) over the connection; all are closed when the block ends.
 
     A local port that cannot be bound is a UsageError naming the forward, raised before the
-    block starts, with the forwards already opened closed again.
+    block starts, with the forwards already opened closed again; with `fallback`, a local
+    port that is taken is only a preference, and any free port is used instead.
     """
     connection.open()
     transport = connection.transport
@@ -161,15 +162,7 @@ def tunnels(connection: Connection, forwards: Sequence[Forward], *,
     opened: dict[str, Tunnel] = {}
     try:
         for forward in forwards:
-            sock = socket.socket(socket.AF_INET6 if ":" in local_host else socket.AF_INET)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((local_host, forward.local_port))
-            except OSError as exc:
-                sock.close()
-                raise UsageError(f"tunnel {forward.name}: cannot listen on {local_host}:{forward.local_port} "
-                                 f"({exc.strerror or exc}); is another environment using that port?") from None
-            sock.listen(16)
+            sock = _listen(forward, local_host, fallback)
             listener = _Listener(transport, forward, sock)
             listeners.append(listener)
             listener.thread.start()
@@ -178,6 +171,25 @@ def tunnels(connection: Connection, forwards: Sequence[Forward], *,
     finally:
         for listener in listeners:
             listener.close()
+
+
+def _listen(forward: Forward, local_host: str, fallback: bool) -> socket.socket:
+    """A listening socket for the forward's local end (its port, else any with `fallback`)."""
+    ports = [forward.local_port, 0] if fallback and forward.local_port else [forward.local_port]
+    for port in ports:
+        sock = socket.socket(socket.AF_INET6 if ":" in local_host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((local_host, port))
+        except OSError as exc:
+            sock.close()
+            if port == ports[-1]:
+                raise UsageError(f"tunnel {forward.name}: cannot listen on {local_host}:{port} "
+                                 f"({exc.strerror or exc}); is another environment using that port?") from None
+            continue
+        sock.listen(16)
+        return sock
+    raise AssertionError("unreachable")
 
 
 def _current_cluster(doc: dict[str, Any], cluster: str | None) -> dict[str, Any]:
