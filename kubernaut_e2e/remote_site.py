@@ -294,7 +294,8 @@ class RemoteSite:
             if tunnel is None:
                 preferred = self._remembered().get(API_SERVER, 0)
                 opened = self._stack.enter_context(tunnels(
-                    self.connection, [Forward(API_SERVER, server[1], server[0], preferred)], fallback=True))
+                    self.connection, [Forward(API_SERVER, server[1], server[0], preferred)], fallback=True,
+                    avoid=set(self.cfg.host_ports.values())))
                 tunnel = self._api[server] = self.tunnels[API_SERVER] = opened[API_SERVER]
                 self._remember()
         private_dir(self.local.cluster_state_dir)
@@ -308,7 +309,9 @@ class RemoteSite:
         preferred = self._remembered()
         forwards = [Forward(name, port, local_port=preferred.get(name, 0)) for name, port in self.cfg.host_ports.items()]
         with self._lock:
-            opened = self._stack.enter_context(tunnels(self.connection, forwards, fallback=True))
+            # Never on a port the stack publishes: an environment on this machine keeps its ports.
+            opened = self._stack.enter_context(tunnels(self.connection, forwards, fallback=True,
+                                                       avoid=set(self.cfg.host_ports.values())))
             self.tunnels.update(opened)
             self.local = replace(self.local, host_ports={name: t.local_port for name, t in opened.items()})
             self._remember()
@@ -334,11 +337,15 @@ class RemoteSite:
         return self.local.cluster_state_dir / "tunnels.json"
 
     def _remembered(self) -> dict[str, int]:
+        """The local ports the tunnels had last time (none that the stack publishes itself)."""
         try:
             ports = json.loads(self._record().read_text()).get("ports", {})
         except (OSError, ValueError, AttributeError):
             return {}
-        return {str(k): int(v) for k, v in ports.items() if isinstance(v, int)} if isinstance(ports, dict) else {}
+        if not isinstance(ports, dict):
+            return {}
+        published = set(self.cfg.host_ports.values())
+        return {str(k): v for k, v in ports.items() if isinstance(v, int) and v not in published}
 
     def _remember(self) -> None:
         ports = {**self._remembered(), **{name: t.local_port for name, t in self.tunnels.items()}}

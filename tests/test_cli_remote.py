@@ -111,9 +111,12 @@ def remote(project: Project, tmp_path: Path, containers_conf: Path) -> Iterator[
             kind_state = kind_state or project.kind_state
             kind_state.mkdir(parents=True, exist_ok=True)
             store = storage_conf or project.env["CONTAINERS_STORAGE_CONF"]
+            # A HOME of its own: the remote user's shell reads no rc files (this machine's root
+            # ~/.bashrc runs `pyenv init`, 150 ms for every command; bench/remote_overhead.py).
+            (tmp_path / f"{name}-home").mkdir()
             session = {"KIND_STANDIN_STATE": str(kind_state), "CONTAINERS_CONF": str(containers_conf),
                        "CONTAINERS_STORAGE_CONF": store, "XDG_STATE_HOME": str(tmp_path / f"{name}-state"),
-                       "KIND_STANDIN_PUBLISH_PORTS": "1", **remote_env}
+                       "HOME": str(tmp_path / f"{name}-home"), "KIND_STANDIN_PUBLISH_PORTS": "1", **remote_env}
             server = stack.enter_context(start_sshd(tmp_path / f"{name}-sshd", env=session, path=path))
             key = home / ".ssh" / f"id_{name}"
             shutil.copy(server.client_key, key)
