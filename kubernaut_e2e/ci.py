@@ -83,8 +83,9 @@ def _phases(cfg: E2EConfig, tools: Any, keep: bool, out: TextIO, session: Cancel
                 phases["diagnose"] = exc.exit_code
         interrupted = interrupted or session.interrupted
 
+        on = f" --host {site.label}" if site.label else ""
         if interrupted:
-            print(f"\ninterrupted: cluster {cfg.cluster_name!r} kept; `invoke e2e.clean` removes it", file=out)
+            print(f"\ninterrupted: cluster {cfg.cluster_name!r} kept; `invoke e2e.clean{on}` removes it", file=out)
         elif not keep:
             from kubernaut_e2e.clean import clean
 
@@ -98,7 +99,7 @@ def _phases(cfg: E2EConfig, tools: Any, keep: bool, out: TextIO, session: Cancel
                 phases["clean"] = [f"failed: {exc}"]
                 failed = True
         else:
-            print(f"\n--keep: cluster {cfg.cluster_name!r} kept; `invoke e2e.clean` removes it", file=out)
+            print(f"\n--keep: cluster {cfg.cluster_name!r} kept; `invoke e2e.clean{on}` removes it", file=out)
 
     summary = _summary(run_dir, phases, up_code, test_code)
     try:

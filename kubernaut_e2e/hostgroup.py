@@ -100,15 +100,19 @@ def open_sites(cfg: E2EConfig, purpose: Purpose, *, options: SSHOptions | None =
 
     with ThreadPoolExecutor(max_workers=len(cfg.hosts), thread_name_prefix="host") as pool:
         futures = [pool.submit(open_site, cfg, spec, purpose, options=options, dry=dry) for spec in cfg.hosts]
-    sites, problems = [], []
+    sites, problems, unexpected = [], [], []
     for future in futures:
         try:
             sites.append(future.result())
         except UsageError as exc:
             problems.append(str(exc))
-    if problems:
+        except BaseException as exc:  # noqa: BLE001 - closed below, then raised
+            unexpected.append(exc)
+    if problems or unexpected:
         for site in sites:
             site.close()
+        if unexpected:
+            raise unexpected[0]
         raise UsageError("\n".join(problems))
     return sites
 
@@ -228,7 +232,7 @@ def print_summaries(outcomes: Sequence[HostOutcome], out: TextIO, *, task: str =
 
     if not several:
         for outcome in outcomes:
-            if outcome.local is not None and outcome.local.kubeconfig.is_file() and task in ("up", "ci", "tunnel"):
+            if outcome.local is not None and outcome.local.kubeconfig.is_file() and task in ("up", "ci"):
                 print(f"kubeconfig for host {outcome.label}: {outcome.local.kubeconfig} (reaches the API server "
                       f"through an SSH tunnel; `invoke e2e.tunnel --host {outcome.label}` re-opens it)", file=out)
         return

@@ -307,7 +307,8 @@ class RemoteSite:
         from kubernaut_e2e.tunnel import Forward, tunnels
 
         preferred = self._remembered()
-        forwards = [Forward(name, port, local_port=preferred.get(name, 0)) for name, port in self.cfg.host_ports.items()]
+        forwards = [Forward(name, port, local_port=preferred.get(name, 0))
+                    for name, port in self.cfg.host_ports.items()]
         with self._lock:
             # Never on a port the stack publishes: an environment on this machine keeps its ports.
             opened = self._stack.enter_context(tunnels(self.connection, forwards, fallback=True,
@@ -324,8 +325,9 @@ class RemoteSite:
         from kubernaut_e2e.preflight import choose_provider
 
         provider = choose_provider(self.cfg, self.which) or "podman"
-        got = self.runner(Cancellation()).run(kind.get_kubeconfig(self.cfg.cluster_name), env=kind.provider_env(provider),
-                                              capture=True, log_stdout=False, check=False, timeout=FILE_OP_TIMEOUT)
+        got = self.runner(Cancellation()).run(kind.get_kubeconfig(self.cfg.cluster_name),
+                                              env=kind.provider_env(provider), capture=True, log_stdout=False,
+                                              check=False, timeout=FILE_OP_TIMEOUT)
         if got.ok and "clusters:" in got.stdout:
             return self.adopt_kubeconfig(got.stdout)
         if required:

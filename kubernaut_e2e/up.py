@@ -220,18 +220,20 @@ def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: preflight_checks.
     console.print_timeline(document, run_dir / timeline.FILE_NAME, out)
     if checks:
         console.print_checklist(checks, out)
+    on = f" --host {site.label}" if site.label else ""  # the commands that reach the same cluster
     if interrupted:
         lines.write(f"interrupted ({session.signal or 'SIGINT'}): running steps were stopped; "
-                    "`invoke e2e.up` again resumes")
+                    f"`invoke e2e.up{on}` again resumes")
         return EXIT_INTERRUPTED
     ok = all(r.status == DONE for r in records.values()) and all(c.passed for c in checks)
     cluster = records.get("cluster")
     if not ok and cluster is not None and cluster.status != DONE:
         # kind removes a cluster it could not finish: there is nothing to keep or diagnose.
-        lines.write(f"no cluster {cfg.cluster_name!r} was made: fix the cause above and run `invoke e2e.up` again")
+        lines.write(f"no cluster {cfg.cluster_name!r} was made: fix the cause above and run "
+                    f"`invoke e2e.up{on}` again")
     elif not ok and not opts.clean_on_failure:
         lines.write(f"the cluster {cfg.cluster_name!r} was kept for diagnosis: "
-                    f"`invoke e2e.diagnose`; remove it with `invoke e2e.clean`")
+                    f"`invoke e2e.diagnose{on}`; remove it with `invoke e2e.clean{on}`")
     return EXIT_OK if ok else EXIT_FAILED
 
 
