@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, TextIO
 
 from kubernaut_e2e import timeline
 from kubernaut_e2e.config import E2EConfig
 from kubernaut_e2e.console import is_terminal, plain_table
+from kubernaut_e2e.context import LocalSite, Site
 from kubernaut_e2e.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, E2EError
 from kubernaut_e2e.lock import ClusterLock
 from kubernaut_e2e.runner import Cancellation
@@ -24,18 +26,23 @@ def _read_json(path: Path) -> Any:
 
 
 def run_ci(cfg: E2EConfig, *, keep: bool = False, out: TextIO | None = None,
-           suite_reuses_env: bool = False) -> int:
+           suite_reuses_env: bool = False, site: Site | None = None,
+           cancellation: Cancellation | None = None) -> int:
+    """All phases on `site` (default: this machine); the caller's `cancellation` (a run on
+    several hosts) means the caller owns the signals."""
     out = out or sys.stdout
-    session = Cancellation()
+    site = site or LocalSite(cfg)
+    session = cancellation or Cancellation()
     # One owner of SIGINT/SIGTERM/SIGHUP for all phases and the summary (see signals.py).
-    with owned_signals(session):
-        tools = preflight(cfg, stack_graph(cfg))  # bad input: exit 2 before the lock or a run dir
-        code = _phases(cfg, tools, keep, out, session, suite_reuses_env)
+    with owned_signals(session) if cancellation is None else nullcontext():
+        # Bad input: exit 2 before the lock or a run dir.
+        tools = preflight(cfg, stack_graph(cfg, site=site), site=site)
+        code = _phases(cfg, tools, keep, out, session, suite_reuses_env, site)
     return EXIT_INTERRUPTED if session.interrupted else code
 
 
 def _phases(cfg: E2EConfig, tools: Any, keep: bool, out: TextIO, session: Cancellation,
-            suite_reuses_env: bool) -> int:
+            suite_reuses_env: bool, site: Site) -> int:
     with ClusterLock(cfg.locks_dir, cfg.cluster_name, "ci") as lock:
         lock.record_images([cfg.image_ref(name) for name in cfg.images])
         session.add_watcher(lock)
@@ -46,7 +53,7 @@ def _phases(cfg: E2EConfig, tools: Any, keep: bool, out: TextIO, session: Cancel
 
         print("== up ==", file=out, flush=True)
         up_code = run_up(cfg, UpOptions(jobs=cfg.jobs, run_dir=run_dir), out, hold_lock=False,
-                         cancellation=session)
+                         cancellation=session, site=site)
         phases["up"] = up_code
         smoke_code: int | None = None
         if up_code == EXIT_OK and not session.interrupted:
@@ -81,27 +88,29 @@ def _phases(cfg: E2EConfig, tools: Any, keep: bool, out: TextIO, session: Cancel
             try:
                 phases["diagnose"] = run_diagnose(cfg, namespaces=[cfg.namespace], as_json=False,
                                                   out=run_dir / "diagnose", logs=None, stream=out,
-                                                  cancellation=session)
+                                                  cancellation=session, site=site)
             except E2EError as exc:  # no cluster to diagnose (e.g. creation failed)
                 print(f"e2e.diagnose: {exc}", file=out)
                 phases["diagnose"] = exc.exit_code
         interrupted = interrupted or session.interrupted
 
+        on = f" --host {site.label}" if site.label else ""
         if interrupted:
-            print(f"\ninterrupted: cluster {cfg.cluster_name!r} kept; `invoke e2e.clean` removes it", file=out)
+            print(f"\ninterrupted: cluster {cfg.cluster_name!r} kept; `invoke e2e.clean{on}` removes it", file=out)
         elif not keep:
             from kubernaut_e2e.clean import clean
 
             print("\n== clean ==", file=out, flush=True)
             try:
-                report = clean(cfg, tools, echo=lambda line: print(line, file=out), cancellation=session)
+                report = clean(cfg, tools, echo=lambda line: print(line, file=out), cancellation=session,
+                               site=site)
                 phases["clean"] = list(report.removed) + [f"kept {k}" for k in report.kept]
             except E2EError as exc:
                 print(f"e2e.clean: {exc}", file=out)
                 phases["clean"] = [f"failed: {exc}"]
                 failed = True
         else:
-            print(f"\n--keep: cluster {cfg.cluster_name!r} kept; `invoke e2e.clean` removes it", file=out)
+            print(f"\n--keep: cluster {cfg.cluster_name!r} kept; `invoke e2e.clean{on}` removes it", file=out)
 
     summary = _summary(run_dir, phases, up_code, test_code)
     try:

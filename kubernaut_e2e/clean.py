@@ -20,10 +20,11 @@ from typing import TextIO
 
 from kubernaut_e2e import fingerprint, kind, podman
 from kubernaut_e2e.config import E2EConfig
+from kubernaut_e2e.context import LocalSite, Site
 from kubernaut_e2e.errors import Cancelled, Interrupted, UsageError
 from kubernaut_e2e.lock import ClusterLock, LockRecord, live_runs
 from kubernaut_e2e.preflight import Tools, find_tools
-from kubernaut_e2e.runner import Cancellation, LocalRunner
+from kubernaut_e2e.runner import Cancellation
 from kubernaut_e2e.scheduler import parallel
 
 
@@ -37,25 +38,24 @@ class CleanReport:
         return not self.removed
 
 
-def _installed(tool: str) -> bool:
-    return bool(tool) and shutil.which(tool) is not None
-
-
 def clean(cfg: E2EConfig, tools: Tools, *, keep_images: bool = False, dry: bool = False,
-          echo: Callable[[str], None] = print, cancellation: Cancellation | None = None) -> CleanReport:
+          echo: Callable[[str], None] = print, cancellation: Cancellation | None = None,
+          site: Site | None = None) -> CleanReport:
     """Remove what `up` created. Safe to repeat: absent things are skipped, not errors.
 
     The run logs under <state_dir>/runs are kept: they are the history of past runs. Without
     kind (or a provider) installed there can be no cluster (or image) to remove, unless this
     cluster's run state says otherwise: then that is an error (exit 2) before anything is done.
+    `site`: where the cluster and images are (default: this machine); its folder goes too.
     """
+    site = site or LocalSite(cfg)
     session = cancellation or Cancellation()
     stop = session.child()  # a failed removal stops the other one, not the caller's run
-    runner = LocalRunner(stop, dry=dry, echo=echo)
+    runner = site.runner(stop, dry=dry, echo=echo)
     env = kind.provider_env(tools.provider)
     timeout = float(cfg.command_timeout)
-    have_kind = dry or _installed(tools.kind)
-    have_provider = dry or _installed(tools.provider)
+    have_kind = dry or (bool(tools.kind) and site.which(tools.kind) is not None)
+    have_provider = dry or (bool(tools.provider) and site.which(tools.provider) is not None)
     if not have_kind and cfg.cluster_state_dir.exists():
         raise UsageError(f"kind is not installed: cannot check or delete cluster {cfg.cluster_name!r}, "
                          f"whose run state is in {cfg.cluster_state_dir}; install kind and retry")
@@ -68,7 +68,7 @@ def clean(cfg: E2EConfig, tools: Tools, *, keep_images: bool = False, dry: bool 
             runner.run(kind.get_clusters(), env=env, capture=True, timeout=timeout)  # shown, not run
         elif cfg.cluster_name not in existing:
             return []
-        runner.run(kind.delete_cluster(cfg.cluster_name, cfg.kubeconfig), env=env, timeout=timeout)
+        runner.run(kind.delete_cluster(cfg.cluster_name, site.cfg.kubeconfig), env=env, timeout=timeout)
         return [f"kind cluster {cfg.cluster_name}"]
 
     kept: list[str] = []
@@ -119,6 +119,12 @@ def clean(cfg: E2EConfig, tools: Tools, *, keep_images: bool = False, dry: bool 
                               "too; run `invoke e2e.clean` again to finish") from None
         raise
     removed = [*cluster_gone, *images_gone]
+    if site.folder is not None and (dry or site.exists(site.folder)):
+        if dry:
+            echo(f"rm -r {site.folder}   # on {site.label}")
+        else:
+            site.remove_tree(site.folder)
+        removed.append(f"folder {site.folder} on {site.label}")
     state = cfg.cluster_state_dir
     if state.exists():
         if dry:
@@ -152,23 +158,30 @@ def _image_users(cfg: E2EConfig, present: dict[str, str], runs: dict[str, LockRe
     return users
 
 
-def run_clean(cfg: E2EConfig, *, keep_images: bool, dry: bool, out: TextIO | None = None) -> int:
-    """The whole `e2e.clean` task: lock, signals, clean, the report. Returns the exit code."""
+def run_clean(cfg: E2EConfig, *, keep_images: bool, dry: bool, out: TextIO | None = None,
+              site: Site | None = None, cancellation: Cancellation | None = None) -> int:
+    """The whole `e2e.clean` task: lock, signals, clean, the report. Returns the exit code.
+
+    With the caller's `cancellation` (a run on several hosts) the caller owns the signals.
+    """
+    from contextlib import nullcontext
+
     from kubernaut_e2e.signals import owned_signals
 
     out = out or sys.stdout
-    tools = find_tools(cfg, need=False)  # a tool that is missing is handled by clean()
-    session = Cancellation()
-    with owned_signals(session):
+    site = site or LocalSite(cfg)
+    tools = find_tools(cfg, site.which, need=False)  # a tool that is missing is handled by clean()
+    session = cancellation or Cancellation()
+    with owned_signals(session) if cancellation is None else nullcontext():
         if dry or not cfg.locks_dir.is_dir():
             # No run ever took a lock in this state dir, so none runs now: no need to create one.
             report = clean(cfg, tools, keep_images=keep_images, dry=dry,
-                           echo=lambda line: print(line, file=out), cancellation=session)
+                           echo=lambda line: print(line, file=out), cancellation=session, site=site)
         else:
             with ClusterLock(cfg.locks_dir, cfg.cluster_name, "clean") as lock:
                 session.add_watcher(lock)
                 report = clean(cfg, tools, keep_images=keep_images,
-                               echo=lambda line: print(line, file=out), cancellation=session)
+                               echo=lambda line: print(line, file=out), cancellation=session, site=site)
     if report.nothing:
         print(f"nothing to remove for cluster {cfg.cluster_name!r}", file=out)
     for item in report.removed:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernaut_e2e.errors import UsageError
+from kubernaut_e2e.hosts import HostSpec, parse_host
 from kubernaut_e2e.stack import DEFAULT_STACK, Stack, load_stack
 
 #: The package: its stacks/ folder holds the default stack's manifests and Dockerfiles.
@@ -41,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "command_timeout": 1800,
     "test_command": "",  # "" = go test <the stack's suite package> -v -json -timeout 30m
     "approved_registries": "registry.access.redhat.com",
+    "host": "",  # "" = this machine; "[USER@]HOST[:PORT],..." = run there, over SSH (see remote_site.py)
 }
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -87,6 +89,12 @@ class E2EConfig:
     command_timeout: int  # seconds any one external command (build, kind) may take
     test_command: str  # the E2E suite, split like a shell would but never run by one
     approved_registries: str  # comma-separated registries base images may come from (ADR-028)
+    hosts: tuple[HostSpec, ...] = ()  # e2e.host: where the environment runs (none: this machine)
+
+    @property
+    def host(self) -> str:
+        """e2e.host as given (normalised): the hosts' labels, comma-separated; "" for this machine."""
+        return ",".join(spec.label for spec in self.hosts)
 
     @property
     def registries(self) -> tuple[str, ...]:
@@ -251,6 +259,26 @@ def _host_ports(value: Any, stack: Stack) -> dict[str, int]:
     return ports
 
 
+def _hosts(value: Any) -> tuple[HostSpec, ...]:
+    """e2e.host: `[USER@]HOST[:PORT]` entries, comma-separated or a list; each one at most once."""
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")]
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        items = [v.strip() for v in value]
+    else:
+        raise ConfigError("host", f"{value!r} must be [USER@]HOST[:PORT] entries (a string or a list)")
+    found: list[HostSpec] = []
+    for item in filter(None, items):
+        try:
+            spec = parse_host(item, source="")
+        except UsageError as exc:
+            raise ConfigError("host", str(exc).strip()) from None
+        if spec in found:
+            raise ConfigError("host", f"{item!r} is given twice (each host runs one environment)")
+        found.append(spec)
+    return tuple(found)
+
+
 def load_config(
     raw: Mapping[str, Any],
     overrides: Mapping[str, Any] | None = None,
@@ -283,6 +311,7 @@ def _load(raw: Mapping[str, Any], overrides: Mapping[str, Any], root: Path) -> E
     values.update(raw)
     values.update({k: v for k, v in overrides.items() if v is not None})
     host_ports = values.pop("host_ports")
+    hosts = _hosts(values.pop("host"))
     values = {key: _check_type(key, values[key], DEFAULTS[key]) for key in values}
     _check_values(values)
     for key in ("source_dir", "state_dir", "stack"):
@@ -295,7 +324,7 @@ def _load(raw: Mapping[str, Any], overrides: Mapping[str, Any], root: Path) -> E
     values["stack"] = stack
     values["image_tag"] = values["image_tag"] or values["cluster_name"]
     values["host_ports"] = _host_ports(host_ports, stack)
-    return E2EConfig(**values)
+    return E2EConfig(**values, hosts=hosts)
 
 
 def paths_root(invoke_config: Mapping[str, Any]) -> Path:

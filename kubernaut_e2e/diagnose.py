@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from kubernaut_e2e.context import LocalSite, Site
 from kubernaut_e2e.diagnosis import (ContainerFacts, Finding, PodFacts, diagnose_path, diagnose_pod, is_problem,
                              pod_facts_from_api, sort_findings)
 from kubernaut_e2e.redact import Redactor, secret_values
@@ -204,12 +205,15 @@ __all__ = ["ContainerFacts", "collect", "findings_for_pod", "findings_from", "of
 
 
 def run_diagnose(cfg: Any, *, namespaces: Sequence[str], as_json: bool, out: Path | None,
-                 logs: Path | None, stream: Any, cancellation: Cancellation | None = None) -> int:
+                 logs: Path | None, stream: Any, cancellation: Cancellation | None = None,
+                 site: Site | None = None) -> int:
     """The whole `e2e.diagnose`: 0 nothing wrong (notes only), 1 problems found (UsageError -> 2).
 
     With the caller's `cancellation` (whoever owns the signals), Ctrl-C ends an API call or
-    `kind export logs` at once (Cancelled).
+    `kind export logs` at once (Cancelled). `site`: where the cluster's tools run (default this
+    machine; a host's API server is reached through the tunnel `cfg.kubeconfig` points at).
     """
+    site = site or LocalSite(cfg)
     from kubernaut_e2e.errors import UsageError
 
     if logs is not None:
@@ -228,7 +232,7 @@ def run_diagnose(cfg: Any, *, namespaces: Sequence[str], as_json: bool, out: Pat
             raise UsageError(f"no cluster: {exc}") from None
         try:
             redactor = cluster_redactor(kube, namespaces)
-            snapshot = collect(kube, namespaces, _image_archs(cfg))
+            snapshot = collect(kube, namespaces, _image_archs(cfg, site))
         except (KubeError, OSError) as exc:
             raise UsageError(f"no cluster: the API server of {cfg.cluster_name!r} did not answer "
                              f"({' '.join(str(exc).split())[:200]})") from None
@@ -240,7 +244,7 @@ def run_diagnose(cfg: Any, *, namespaces: Sequence[str], as_json: bool, out: Pat
         out.mkdir(parents=True, exist_ok=True)
         if snapshot is not None:
             write_bundle(out, snapshot, findings, redactor)
-            _export_kind_logs(cfg, out / "kind-logs", redactor, cancellation)
+            _export_kind_logs(cfg, out / "kind-logs", redactor, cancellation, site)
         else:
             (out / "findings.json").write_text(json.dumps([f.to_dict() for f in findings], indent=2))
     if as_json:
@@ -252,34 +256,38 @@ def run_diagnose(cfg: Any, *, namespaces: Sequence[str], as_json: bool, out: Pat
     return 1 if any(is_problem(f) for f in findings) else 0
 
 
-def _image_archs(cfg: Any) -> dict[str, str]:
+def _image_archs(cfg: Any, site: Site) -> dict[str, str]:
     """Recorded architecture of the images this project built, when the provider has them."""
     from kubernaut_e2e import podman
     from kubernaut_e2e.preflight import choose_provider
-    from kubernaut_e2e.runner import LocalRunner
     from kubernaut_e2e.toolchain import built_image_archs
 
-    built = built_image_archs(cfg, choose_provider(cfg), LocalRunner(Cancellation()))
+    built = built_image_archs(cfg, choose_provider(cfg, site.which), site.runner(Cancellation()))
     return {cfg.image_ref(svc): podman.normalize_arch(out.split("/")[-1]) for svc, out in built.items()}
 
 
-def _export_kind_logs(cfg: Any, target: Path, redactor: Redactor, cancellation: Cancellation | None = None) -> None:
+def _export_kind_logs(cfg: Any, target: Path, redactor: Redactor, cancellation: Cancellation | None = None,
+                      site: Site | None = None) -> None:
     """`kind export logs` into the bundle, masked afterwards; skipped (with a note) without kind."""
-    import shutil
-
     from kubernaut_e2e import kind
     from kubernaut_e2e.preflight import choose_provider
-    from kubernaut_e2e.runner import CommandFailed, LocalRunner
+    from kubernaut_e2e.runner import CommandFailed
+    from kubernaut_e2e.sync import SyncFailed
 
-    provider = choose_provider(cfg) or "docker"
+    site = site or LocalSite(cfg)
+    provider = choose_provider(cfg, site.which) or "docker"
     note = target.parent / "kind-logs.txt"
-    if not shutil.which("kind"):
+    if not site.which("kind"):
         note.write_text("kind is not installed: `kind export logs` was skipped\n")
         return
+    runner = site.runner(cancellation.child() if cancellation else Cancellation(), redactor=redactor)
+
+    def export(folder: Path) -> None:
+        runner.run(kind.export_logs(cfg.cluster_name, folder), env=kind.provider_env(provider), log=note, timeout=300)
+
     try:
-        LocalRunner(cancellation.child() if cancellation else Cancellation(), redactor=redactor).run(
-            kind.export_logs(cfg.cluster_name, target), env=kind.provider_env(provider), log=note, timeout=300)
-    except CommandFailed as exc:
+        site.collect(target, export)
+    except (CommandFailed, SyncFailed) as exc:  # a failed fetch from a host, too
         with note.open("a") as fh:
             fh.write(redactor.redact(f"{exc}\n"))
         return

@@ -32,6 +32,9 @@ _COMMON_HELP = {
     "stack": "Stack file describing the environment (default: the Kubernaut Gateway E2E stack "
              "shipped with this tool; see kubernaut_e2e/stacks/gateway-e2e/stack.yaml).",
 }
+#: --host, on every task that works with an environment.
+_HOST_HELP = ("Run on this host over SSH ([USER@]HOST[:PORT]; keys or ssh-agent, never a password); "
+              "repeatable: one environment per host, at the same time (default: e2e.host, else here).")
 
 #: The only short flags, each with one meaning in every task that has the long flag.
 SHORT_FLAGS = {"cluster-name": "c", "source-dir": "s", "provider": "p", "jobs": "j", "only": "o",
@@ -117,8 +120,9 @@ def _exits(fn: Callable[..., int | None]) -> Callable[..., None]:
 
 
 @e2e_task(
-    iterable=["only"],
+    iterable=["only", "host"],
     help={
+        "host": _HOST_HELP,
         "only": "Run only this step or group (and what it needs); repeatable. "
                 "Groups: images, deploy, check. See `invoke e2e.plan`.",
         "jobs": "Run at most N steps at once (default 4; 1 = one at a time, the sequential baseline).",
@@ -132,36 +136,49 @@ def _exits(fn: Callable[..., int | None]) -> Callable[..., None]:
 def up(c: Context, only: list[str] | None = None, jobs: int | None = None, keep_going: bool = False,
        recreate: bool = False, clean_on_failure: bool = False, cluster_name: str | None = None,
        source_dir: str | None = None, provider: str | None = None, state_dir: str | None = None,
-       stack: str | None = None) -> int:
+       stack: str | None = None, host: list[str] | None = None) -> int:
     """Stand up the Gateway E2E environment: cluster, images, PostgreSQL, Redis, services.
 
     Steps start as soon as what they need is done (image builds overlap cluster creation).
-    Honors `invoke --dry e2e.up` (prints the commands, runs none).
+    Honors `invoke --dry e2e.up` (prints the commands, runs none). With --host the builds and
+    the cluster are on that host (the source tree is sent first, only what changed) and the
+    rest runs here through SSH tunnels.
     """
     from kubernaut_e2e.up import UpOptions, run_up
 
     cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, provider=provider,
-                  state_dir=state_dir, jobs=jobs, stack=stack)
+                  state_dir=state_dir, jobs=jobs, stack=stack, host=host or None)
     opts = UpOptions(only=tuple(only or ()), jobs=cfg.jobs, keep_going=keep_going,
                      recreate=recreate, dry=bool(c.config.run.dry), clean_on_failure=clean_on_failure)
+    if cfg.hosts:
+        return _on_hosts(cfg, "up", lambda site, out, cancel: run_up(site.local, opts, out, cancellation=cancel,
+                                                                     site=site), dry=opts.dry)
     return run_up(cfg, opts)
 
 
-@e2e_task(help={"keep-images": "Keep the built images; remove only the cluster and run state.",
-            **{k: v for k, v in _COMMON_HELP.items() if k != "source-dir"}})
+@e2e_task(iterable=["host"], help={"keep-images": "Keep the built images; remove only the cluster and run state.",
+                                   "host": _HOST_HELP,
+                                   **{k: v for k, v in _COMMON_HELP.items() if k != "source-dir"}})
 @_exits
 def clean(c: Context, keep_images: bool = False, cluster_name: str | None = None,
-          provider: str | None = None, state_dir: str | None = None, stack: str | None = None) -> int:
+          provider: str | None = None, state_dir: str | None = None, stack: str | None = None,
+          host: list[str] | None = None) -> int:
     """Delete the Kind cluster, the images this project built, and its run state.
 
     Idempotent: when there is nothing left it says so and exits 0 (without kind installed, too).
-    Images another cluster still uses are kept, and named. Run logs are kept.
+    Images another cluster still uses are kept, and named. Run logs are kept. With --host: on
+    that host, and its folder there (the synced source) goes too.
     Honors `invoke --dry e2e.clean`. Ctrl-C stops it (exit 130) with nothing left running.
     """
     from kubernaut_e2e.clean import run_clean
 
-    cfg = _config(c, cluster_name=cluster_name, provider=provider, state_dir=state_dir, stack=stack)
-    return run_clean(cfg, keep_images=keep_images, dry=bool(c.config.run.dry))
+    cfg = _config(c, cluster_name=cluster_name, provider=provider, state_dir=state_dir, stack=stack,
+                  host=host or None)
+    dry = bool(c.config.run.dry)
+    if cfg.hosts:
+        return _on_hosts(cfg, "clean", lambda site, out, cancel: run_clean(
+            site.local, keep_images=keep_images, dry=dry, out=out, site=site, cancellation=cancel), dry=dry)
+    return run_clean(cfg, keep_images=keep_images, dry=dry)
 
 
 @e2e_task(iterable=["only"], help={"json": "Print the plan as JSON: {steps: [{name, needs, commands}]}.",
@@ -196,7 +213,8 @@ def plan(c: Context, json_: bool = False, only: list[str] | None = None,
     return 0
 
 
-@e2e_task(iterable=["namespace"], help={
+@e2e_task(iterable=["namespace", "host"], help={
+    "host": _HOST_HELP + " --out DIR gets a folder per host then.",
     "json": "Print the report as JSON.",
     "out": "Also write a bundle here: pod descriptions, logs, events, findings, `kind export logs`.",
     "logs": "Analyse a log file or a folder of logs (CI artifact, kind logs) offline: no cluster needed.",
@@ -208,7 +226,7 @@ def plan(c: Context, json_: bool = False, only: list[str] | None = None,
 @_exits
 def diagnose(c: Context, json_: bool = False, out: str | None = None, logs: str | None = None,
              namespace: list[str] | None = None, cluster_name: str | None = None,
-             state_dir: str | None = None, stack: str | None = None) -> int:
+             state_dir: str | None = None, stack: str | None = None, host: list[str] | None = None) -> int:
     """Say why the environment is broken: one finding per problem with evidence and fix.
 
     Looks at nodes (with architecture) and every pod that is not ready or has restarted: states,
@@ -225,7 +243,17 @@ def diagnose(c: Context, json_: bool = False, out: str | None = None, logs: str 
     from kubernaut_e2e.runner import Cancellation
     from kubernaut_e2e.signals import owned_signals
 
-    cfg = _config(c, cluster_name=cluster_name, state_dir=state_dir, stack=stack)
+    cfg = _config(c, cluster_name=cluster_name, state_dir=state_dir, stack=stack, host=host or None)
+    if cfg.hosts and not logs:  # --logs is offline: no cluster, no host
+        try:
+            return _json_on_hosts(cfg, "diagnose", json_, lambda site, stream, cancel, several: run_diagnose(
+                site.local, namespaces=namespace or [cfg.namespace], as_json=json_,
+                out=(Path(out).resolve() / (site.spec.slug if several else "")) if out else None, logs=None,
+                stream=stream, cancellation=cancel, site=site))
+        except E2EError as exc:
+            if json_:
+                print(json.dumps({"error": str(exc), "exit_code": exc.exit_code, "findings": []}, indent=2))
+            raise
     session = Cancellation()
     try:
         with owned_signals(session):
@@ -242,7 +270,8 @@ def diagnose(c: Context, json_: bool = False, out: str | None = None, logs: str 
         raise
 
 
-@e2e_task(iterable=["dockerfile"], help={
+@e2e_task(iterable=["dockerfile", "host"], help={
+    "host": _HOST_HELP,
     "dockerfile": "Dockerfile to check; repeatable (default: the project's two).",
     "arch": "Target architecture (default: the Kind node's, else the provider's).",
     "json": "Print the checks as JSON.",
@@ -254,7 +283,7 @@ def diagnose(c: Context, json_: bool = False, out: str | None = None, logs: str 
 @_exits
 def toolchain(c: Context, dockerfile: list[str] | None = None, arch: str | None = None, json_: bool = False,
               cluster_name: str | None = None, source_dir: str | None = None, provider: str | None = None,
-              stack: str | None = None) -> int:
+              stack: str | None = None, host: list[str] | None = None) -> int:
     """Check host, provider, kind, node and Dockerfile architectures and base images.
 
     Each check is ok / warn / fail with the fix: approved registries (ADR-028), the builder's Go
@@ -266,23 +295,32 @@ def toolchain(c: Context, dockerfile: list[str] | None = None, arch: str | None 
 
     from kubernaut_e2e.toolchain import document, render, run_toolchain
 
-    cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, provider=provider, stack=stack)
-    facts, checks = run_toolchain(cfg, dockerfiles=dockerfile or [], arch=arch, approved=cfg.registries)
-    if json_:
-        print(json.dumps(document(facts, checks), indent=2))
-    else:
-        render(checks, sys.stdout)
-    return 1 if any(ch.status == "fail" for ch in checks) else 0
+    cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, provider=provider, stack=stack,
+                  host=host or None)
+
+    def report(site: Any, stream: Any, cancel: Any = None, several: bool = False) -> int:
+        facts, checks = run_toolchain(site.local if site else cfg, dockerfiles=dockerfile or [], arch=arch,
+                                      approved=cfg.registries, site=site)
+        if json_:
+            print(json.dumps(document(facts, checks), indent=2), file=stream)
+        else:
+            render(checks, stream)
+        return 1 if any(ch.status == "fail" for ch in checks) else 0
+
+    if cfg.hosts:
+        return _json_on_hosts(cfg, "toolchain", json_, report)
+    return report(None, sys.stdout)
 
 
-@e2e_task(help={
+@e2e_task(iterable=["host"], help={
+    "host": _HOST_HELP + " The smoke test runs here, against the host's environment through SSH tunnels.",
     "cluster-name": _COMMON_HELP["cluster-name"],
     "state-dir": _COMMON_HELP["state-dir"],
     "stack": _COMMON_HELP["stack"],
 })
 @_exits
 def smoke(c: Context, cluster_name: str | None = None, state_dir: str | None = None,
-          stack: str | None = None) -> int:
+          stack: str | None = None, host: list[str] | None = None) -> int:
     """Prove the live environment works end to end: a signal in at the Gateway, its audit out of DataStorage.
 
     Creates a managed namespace with a pod, POSTs one Prometheus alert to the Gateway with a
@@ -296,7 +334,13 @@ def smoke(c: Context, cluster_name: str | None = None, state_dir: str | None = N
     from kubernaut_e2e.smoke import check_inputs, run_smoke
     from kubernaut_e2e.up import new_run_dir
 
-    cfg = _config(c, cluster_name=cluster_name, state_dir=state_dir, stack=stack)
+    cfg = _config(c, cluster_name=cluster_name, state_dir=state_dir, stack=stack, host=host or None)
+    if cfg.hosts:
+        def on_host(site: Any, out: Any, cancel: Any) -> int:
+            check_inputs(site.local)
+            return run_smoke(site.local, out=out, cancellation=cancel, run_dir=new_run_dir(site.local))
+
+        return _on_hosts(cfg, "smoke", on_host)
     check_inputs(cfg)  # bad input: no run directory is made
     session = Cancellation()
     with owned_signals(session):
@@ -311,8 +355,9 @@ _REUSES_ENV_HELP = ("The suite was changed to reuse an existing environment: ski
                     "~/.kube/gateway-e2e-config and ~/.kube/inter-service-ca.pem), announced.")
 
 
-@e2e_task(help={
+@e2e_task(iterable=["host"], help={
     "suite-reuses-env": _REUSES_ENV_HELP,
+    "host": _HOST_HELP + " The suite runs here, against the host's environment through SSH tunnels.",
     "cluster-name": _COMMON_HELP["cluster-name"],
     "source-dir": _COMMON_HELP["source-dir"],
     "state-dir": _COMMON_HELP["state-dir"],
@@ -320,7 +365,8 @@ _REUSES_ENV_HELP = ("The suite was changed to reuse an existing environment: ski
 })
 @_exits
 def test(c: Context, suite_reuses_env: bool = False, cluster_name: str | None = None,
-         source_dir: str | None = None, state_dir: str | None = None, stack: str | None = None) -> int:
+         source_dir: str | None = None, state_dir: str | None = None, stack: str | None = None,
+         host: list[str] | None = None) -> int:
     """Run the Gateway E2E suite (e2e.test_command) against the environment `up` made.
 
     The suite gets the stack's suite environment (KUBECONFIG, the service URLs, the CA file, and
@@ -332,21 +378,32 @@ def test(c: Context, suite_reuses_env: bool = False, cluster_name: str | None = 
     from kubernaut_e2e.suite import check_inputs, run_suite
     from kubernaut_e2e.up import new_run_dir
 
-    cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, state_dir=state_dir, stack=stack)
+    cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, state_dir=state_dir, stack=stack,
+                  host=host or None)
+    if cfg.hosts:
+        _one_host_for_suite_files(cfg, suite_reuses_env)
+
+        def on_host(site: Any, out: Any, cancel: Any) -> int:
+            check_inputs(site.local, suite_reuses_env=suite_reuses_env)
+            return run_suite(site.local, new_run_dir(site.local), out, cancellation=cancel,
+                             suite_reuses_env=suite_reuses_env).exit_code
+
+        return _on_hosts(cfg, "test", on_host)
     check_inputs(cfg, suite_reuses_env=suite_reuses_env)  # bad input: no run directory is made
     return run_suite(cfg, new_run_dir(cfg), suite_reuses_env=suite_reuses_env).exit_code
 
 
-@e2e_task(help={
+@e2e_task(iterable=["host"], help={
     "keep": "Keep the cluster and images at the end (default: clean up).",
     "jobs": "As for e2e.up.",
     "suite-reuses-env": _REUSES_ENV_HELP,
+    "host": _HOST_HELP,
     **_COMMON_HELP,
 })
 @_exits
 def ci(c: Context, keep: bool = False, jobs: int | None = None, suite_reuses_env: bool = False,
        cluster_name: str | None = None, source_dir: str | None = None, provider: str | None = None,
-       state_dir: str | None = None, stack: str | None = None) -> int:
+       state_dir: str | None = None, stack: str | None = None, host: list[str] | None = None) -> int:
     """One command for CI: up -> smoke -> test -> on failure diagnose -> clean (unless --keep).
 
     Everything lands in one run directory (timings.json, smoke.json, junit.xml, diagnose/,
@@ -356,7 +413,11 @@ def ci(c: Context, keep: bool = False, jobs: int | None = None, suite_reuses_env
     from kubernaut_e2e.ci import run_ci
 
     cfg = _config(c, cluster_name=cluster_name, source_dir=source_dir, provider=provider,
-                  state_dir=state_dir, jobs=jobs, stack=stack)
+                  state_dir=state_dir, jobs=jobs, stack=stack, host=host or None)
+    if cfg.hosts:
+        _one_host_for_suite_files(cfg, suite_reuses_env)
+        return _on_hosts(cfg, "ci", lambda site, out, cancel: run_ci(
+            site.local, keep=keep, out=out, suite_reuses_env=suite_reuses_env, site=site, cancellation=cancel))
     return run_ci(cfg, keep=keep, suite_reuses_env=suite_reuses_env)
 
 
@@ -387,7 +448,78 @@ def render(c: Context, out: str | None = None, cluster_name: str | None = None,
     return 0
 
 
+@e2e_task(iterable=["host"], help={
+    "host": "The host whose environment to reach ([USER@]HOST[:PORT]); repeatable (default: e2e.host).",
+    "cluster-name": _COMMON_HELP["cluster-name"],
+    "state-dir": _COMMON_HELP["state-dir"],
+    "stack": _COMMON_HELP["stack"],
+})
+@_exits
+def tunnel(c: Context, host: list[str] | None = None, cluster_name: str | None = None,
+           state_dir: str | None = None, stack: str | None = None) -> int:
+    """Re-open the SSH tunnels to an environment on a host, and keep them open until Ctrl-C.
+
+    The API server and every host port of the stack, on the same local ports as during `up`
+    when they are free: the kubeconfig `up --host` wrote (printed here) and the service URLs
+    work again. Exit 0 when stopped by Ctrl-C or SIGTERM; 1 when the connection is lost.
+    """
+    from kubernaut_e2e.errors import UsageError
+    from kubernaut_e2e.remote_site import hold_tunnels
+
+    cfg = _config(c, cluster_name=cluster_name, state_dir=state_dir, stack=stack, host=host or None)
+    if not cfg.hosts:
+        raise UsageError("--host [USER@]HOST[:PORT] is required (or e2e.host): the tunnels lead to a remote host")
+    return _on_hosts(cfg, "tunnel", hold_tunnels, until_interrupted=True)
+
+
+# --- tasks on remote hosts (--host): the wiring is kubernaut_e2e.hostgroup and remote_site --------
+
+def _on_hosts(cfg: E2EConfig, task: str, body: Callable[..., int], *, dry: bool = False, summary: bool = True,
+              until_interrupted: bool = False) -> int:
+    """Run a task's `body(site, out, cancellation)` on every host of `cfg.hosts` at once."""
+    from kubernaut_e2e import remote_site
+    from kubernaut_e2e.hostgroup import on_hosts
+
+    purpose = {"up": remote_site.UP, "ci": remote_site.UP, "clean": remote_site.CLEAN,
+               "diagnose": remote_site.DIAGNOSE, "toolchain": remote_site.TOOLCHAIN, "test": remote_site.TEST,
+               "smoke": remote_site.TEST, "tunnel": remote_site.TUNNEL}[task]
+    return on_hosts(cfg, purpose, body, dry=dry, summary=summary, task=task, until_interrupted=until_interrupted)
+
+
+def _json_on_hosts(cfg: E2EConfig, task: str, as_json: bool, body: Callable[..., int]) -> int:
+    """`body(site, stream, cancellation, several)` on every host; with --json and several hosts
+    one JSON document, `{"hosts": {host: the host's document}}`, instead of their own."""
+    import io
+
+    several = len(cfg.hosts) > 1
+    if not (as_json and several):
+        return _on_hosts(cfg, task, lambda site, out, cancel: body(site, out, cancel, several), summary=not as_json)
+    documents: dict[str, Any] = {}
+
+    def to_buffer(site: Any, out: Any, cancel: Any) -> int:
+        buffer = io.StringIO()
+        try:
+            code = body(site, buffer, cancel, several)
+        except E2EError as exc:  # this host's error is its document: the output stays one JSON
+            documents[site.label] = {"error": str(exc), "exit_code": exc.exit_code}
+            return exc.exit_code
+        documents[site.label] = json.loads(buffer.getvalue() or "null")
+        return code
+
+    code = _on_hosts(cfg, task, to_buffer, summary=False)
+    print(json.dumps({"hosts": documents}, indent=2))
+    return code
+
+
+def _one_host_for_suite_files(cfg: E2EConfig, suite_reuses_env: bool) -> None:
+    from kubernaut_e2e.errors import UsageError
+
+    if suite_reuses_env and len(cfg.hosts) > 1:
+        raise UsageError("--suite-reuses-env writes the files the suite reads at fixed paths (the stack's "
+                         "suite.files): give one --host at a time")
+
+
 def collection() -> Collection:
-    ns = Collection("e2e", up, clean, plan, render, diagnose, toolchain, smoke, test, ci)
+    ns = Collection("e2e", up, clean, plan, render, diagnose, toolchain, smoke, test, ci, tunnel)
     ns.configure({"e2e": dict(DEFAULTS)})
     return ns

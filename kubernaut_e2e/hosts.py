@@ -107,12 +107,28 @@ class HostFacts:
     arch: str  # normalised like podman's: amd64, arm64, ...
     tools: dict[str, str]  # tool -> its path on the host; "" when missing
     free_bytes: int | None  # free space at the run's folder (or its nearest existing parent)
+    os: str = ""  # `uname -s`: Linux, Darwin, ...
+    state_home: str = ""  # the remote user's $XDG_STATE_HOME (absolute), else ~/.local/state
+
+    @property
+    def work_root(self) -> str:
+        """Where runs keep their files on the host: one folder per cluster below it."""
+        return f"{self.state_home}/{WORK_FOLDER}" if self.state_home else ""
 
 
-#: Run on the host by preflight (as an argument list: $1 is the folder to measure). One round trip.
+#: The folder below the remote user's XDG state home where runs keep their files (like the
+#: `kubernaut-e2e` command's local default, cli.state_home).
+WORK_FOLDER = "kubernaut-e2e"
+
+#: Run on the host by preflight (as an argument list: $1 is the folder to measure, "" for the
+#: work folder below the state home). One round trip.
 PROBE_SCRIPT = r"""
 echo "arch=$(uname -m)"
-d=$1
+echo "os=$(uname -s)"
+s=${XDG_STATE_HOME:-}
+case $s in /*) ;; *) s=$HOME/.local/state ;; esac
+echo "state=$s"
+d=${1:-$s/kubernaut-e2e}
 while [ ! -d "$d" ]; do d=$(dirname -- "$d"); done
 echo "free_kb=$(df -Pk -- "$d" | awk 'NR==2 {print $4}')"
 shift
@@ -137,19 +153,27 @@ def parse_probe(output: str) -> HostFacts:
         arch=normalize_arch(values.get("arch", "")),
         tools={key[len("tool."):]: value for key, value in values.items() if key.startswith("tool.")},
         free_bytes=int(free_kb) * 1024 if free_kb.isdigit() else None,
+        os=values.get("os", ""),
+        state_home=values.get("state", "") if values.get("state", "").startswith("/") else "",
     )
 
 
-def host_problems(label: str, facts: HostFacts, *, folder: str,
-                  min_free_bytes: int = MIN_FREE_BYTES) -> list[str]:
-    """Every reason the host cannot run the environment, one self-contained line each. Pure."""
+def host_problems(label: str, facts: HostFacts, *, folder: str, min_free_bytes: int = MIN_FREE_BYTES,
+                  required: Sequence[str] | None = None) -> list[str]:
+    """Every reason the host cannot run the environment, one self-contained line each. Pure.
+
+    `required`: the tools that must be there (default: every tool probed).
+    """
+    wanted = set(facts.tools if required is None else required)
     problems = [
         f"host {label}: {tool} is not on the PATH of non-interactive SSH commands there "
         "(install it, or add its folder to PATH in the host's ~/.bashrc or /etc/environment)"
-        for tool, path in sorted(facts.tools.items()) if not path
+        for tool, path in sorted(facts.tools.items()) if not path and tool in wanted
     ]
     if not facts.arch:
         problems.append(f"host {label}: `uname -m` gave no architecture")
+    if not facts.state_home:
+        problems.append(f"host {label}: the remote user has no absolute $HOME (runs keep their files below it)")
     if facts.free_bytes is None:
         problems.append(f"host {label}: could not measure free disk space at {folder}")
     elif facts.free_bytes < min_free_bytes:
@@ -158,12 +182,14 @@ def host_problems(label: str, facts: HostFacts, *, folder: str,
     return problems
 
 
-def preflight_host(spec: HostSpec, options: SSHOptions, *, folder: str, tools: Sequence[str] = TOOLS,
-                   min_free_bytes: int = MIN_FREE_BYTES) -> tuple[Connection, HostFacts]:
+def preflight_host(spec: HostSpec, options: SSHOptions, *, folder: str = "", tools: Sequence[str] = TOOLS,
+                   min_free_bytes: int = MIN_FREE_BYTES, required: Sequence[str] | None = None,
+                   ) -> tuple[Connection, HostFacts]:
     """Connect to the host and check it; the open connection and the facts, or UsageError.
 
     The error's message has one line per problem. `folder` is where the run will keep its
-    files on the host (relative: to the remote user's home).
+    files on the host (relative: to the remote user's home; "": WORK_FOLDER below the remote
+    user's state home). `tools` are looked up, `required` (default: all of them) must be there.
     """
     from kubernaut_e2e.remote import open_connection, run_simple
 
@@ -179,7 +205,8 @@ def preflight_host(spec: HostSpec, options: SSHOptions, *, folder: str, tools: S
             raise UsageError(f"host {spec.label}: the preflight probe (POSIX sh, uname, df) failed "
                              f"with exit {probe.returncode}: {last}")
         facts = parse_probe(probe.stdout)
-        problems = host_problems(spec.label, facts, folder=folder, min_free_bytes=min_free_bytes)
+        problems = host_problems(spec.label, facts, folder=folder or facts.work_root or "~",
+                                 min_free_bytes=min_free_bytes, required=required)
         if problems:
             raise UsageError("\n".join(problems))
     except BaseException:

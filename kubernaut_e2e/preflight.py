@@ -136,7 +136,7 @@ def check_kind_version(cfg: E2EConfig, version_output: str) -> list[str]:
 
 def busy_host_ports(cfg: E2EConfig, bind: Callable[[int], bool] | None = None) -> list[str]:
     """Host ports the new cluster must publish but something else already holds."""
-    bind = bind or _can_bind
+    bind = bind or can_bind
     problems = []
     for port in cfg.stack.cluster.ports:
         number = cfg.host_port(port.name)
@@ -147,7 +147,8 @@ def busy_host_ports(cfg: E2EConfig, bind: Callable[[int], bool] | None = None) -
     return problems
 
 
-def _can_bind(port: int) -> bool:
+def can_bind(port: int) -> bool:
+    """True when nothing on this machine listens on `port` (on any address)."""
     import socket
 
     # kind publishes on all addresses: anything listening on the port, on any address, blocks it.

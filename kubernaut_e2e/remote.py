@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from kubernaut_e2e.errors import UsageError
 from kubernaut_e2e.redact import Redactor
@@ -186,12 +186,14 @@ class Exchange:
 
 
 def run_simple(connection: Connection, argv: Sequence[str], *, input: Iterable[bytes] = (),
-               timeout: float | None = None, cancellation: Cancellation | None = None) -> Exchange:
+               timeout: float | None = None, cancellation: Cancellation | None = None,
+               stdout_to: BinaryIO | None = None) -> Exchange:
     """Run a short command of this project's own (no log, no wrapper), streaming `input` to it.
 
     For the small helpers around the real work (the preflight probe, the source sync's `tar`):
     stdin is closed after `input`, so the command ends when it has read everything. A timeout
     or cancellation closes the channel, which ends such commands (they see EOF or SIGPIPE).
+    `stdout_to` gets the command's stdout as bytes (a `tar` stream) instead of the Exchange.
     """
     channel = connection.create_session()
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -200,7 +202,11 @@ def run_simple(connection: Connection, argv: Sequence[str], *, input: Iterable[b
 
     def pump(block: float) -> None:
         if channel.recv_ready():
-            out.extend(channel.recv(65536))
+            data = channel.recv(65536)
+            if stdout_to is not None:
+                stdout_to.write(data)
+            else:
+                out.extend(data)
         elif channel.recv_stderr_ready():
             err.extend(channel.recv_stderr(65536))
         else:

@@ -11,6 +11,11 @@ says (other components, the loads of our images it deploys, the preloads of the 
 images it runs); `health` needs every component that waits for a Deployment.
 The Kubernetes work is in kubernaut_e2e.deploy, imported lazily so that `invoke --list` and
 `plan` never import the kubernetes client.
+
+Commands may run on a remote host (`--host`): paths given to them come from `ctx.site.cfg`
+(the config as the commands see it) and the files at those paths are made, tested and removed
+through `ctx.site`; what is read here (Dockerfile checks, fingerprints, records) uses `ctx.cfg`.
+On this machine the two are the same (kubernaut_e2e.context.LocalSite).
 """
 from __future__ import annotations
 
@@ -139,13 +144,15 @@ def cluster(ctx: StepContext) -> Noted:
     again, with one line saying why.
     """
     cfg, env = ctx.cfg, kind.provider_env(ctx.tools.provider)
+    site, there = ctx.site, ctx.site.cfg  # where kind runs, and the paths it is given
     listed = ctx.sh(kind.get_clusters(), env=env, capture=True)
     exists = cfg.cluster_name in kind.parse_clusters(listed.stdout)
     if not ctx.run.dry:
         private_dir(cfg.cluster_state_dir)
+        site.private_dir(there.cluster_state_dir)
     why_recreated = ""
     if exists and ctx.run.recreate:
-        ctx.sh(kind.delete_cluster(cfg.cluster_name, cfg.kubeconfig), env=env)
+        ctx.sh(kind.delete_cluster(cfg.cluster_name, there.kubeconfig), env=env)
         exists = False
     elif exists and not ctx.run.dry:
         started = _start_stopped_nodes(ctx)
@@ -156,24 +163,22 @@ def cluster(ctx: StepContext) -> Noted:
         why_recreated = f"cluster {cfg.cluster_name!r} is listed by kind but unusable ({problem})"
         ctx.run.echo(f"{why_recreated}: deleting it and creating it again")
         ctx.log(f"{why_recreated}: deleting it and creating it again")
-        ctx.sh(kind.delete_cluster(cfg.cluster_name, cfg.kubeconfig), env=env)
+        ctx.sh(kind.delete_cluster(cfg.cluster_name, there.kubeconfig), env=env)
     elif exists:
         ctx.sh(kind.get_kubeconfig(cfg.cluster_name), env=env, capture=True, log_stdout=False)
         return Noted("reused existing cluster", cfg.kubeconfig)
     if not ctx.run.dry:
         for mount in cfg.stack.cluster.mounts:
-            path = kind.mount_path(mount, cfg.source_dir)
-            if mount.create and not path.exists():
-                path.mkdir(parents=True)
+            path = kind.mount_path(mount, there.source_dir)
+            if mount.create and not site.exists(path):
+                site.makedirs(path)
                 ctx.log(f"created {path} for the node's mount at {mount.container_path}")
-        write_private(cfg.rendered_kind_config, kind_config_text(cfg))
+        site.write_private(there.rendered_kind_config, kind_config_text(there))
         _loaded_file(cfg).unlink(missing_ok=True)  # a new cluster has none of our images
-    ctx.sh(kind.create_cluster(cfg.cluster_name, cfg.rendered_kind_config, cfg.kubeconfig,
+    ctx.sh(kind.create_cluster(cfg.cluster_name, there.rendered_kind_config, there.kubeconfig,
                                cfg.stack.cluster.wait), env=env)
-    if not ctx.run.dry:
-        if not cfg.kubeconfig.is_file():
-            raise StepFailed(f"`kind create cluster` exited 0 but wrote no kubeconfig to {cfg.kubeconfig}")
-        cfg.kubeconfig.chmod(0o600)
+    if not ctx.run.dry and not site.adopt_kubeconfig():
+        raise StepFailed(f"`kind create cluster` exited 0 but wrote no kubeconfig to {there.kubeconfig}")
     return Noted(f"recreated: {why_recreated}" if why_recreated else "created", cfg.kubeconfig)
 
 
@@ -201,7 +206,7 @@ def _unusable(ctx: StepContext, env: dict[str, str], wait: float) -> str | None:
     out = ctx.sh(kind.get_kubeconfig(cfg.cluster_name), env=env, capture=True, log_stdout=False, check=False)
     if not out.ok or "clusters:" not in out.stdout:
         return "kind cannot read its kubeconfig: a `kind create` that was interrupted leaves this"
-    write_private(cfg.kubeconfig, out.stdout)
+    ctx.site.adopt_kubeconfig(out.stdout)
     deadline = time.monotonic() + wait
     last = ""
     while True:
@@ -262,15 +267,17 @@ def _image_id(ctx: StepContext, ref: str) -> str:
 
 
 def _save(ctx: StepContext, ref: str, archive: Path) -> None:
+    site = ctx.site
     if not ctx.run.dry:
-        private_dir(archive.parent)
-        archive.unlink(missing_ok=True)
+        site.private_dir(archive.parent)
+        site.remove(archive)
         # The load step deletes it; this covers a run that stops before the load.
-        ctx.run.on_exit(lambda: archive.unlink(missing_ok=True))
+        ctx.run.on_exit(lambda: site.remove(archive))
     try:
         ctx.sh(podman.save(ctx.tools.provider, ref, archive))
     except BaseException:
-        archive.unlink(missing_ok=True)  # a partial archive is worse than none
+        if not ctx.run.dry:
+            site.remove(archive)  # a partial archive is worse than none
         raise
 
 
@@ -280,7 +287,8 @@ def _load(ctx: StepContext, ref: str, archive: Path, image_id: str) -> None:
         if image_id:
             _record_loaded(ctx.cfg, ref, image_id)
     finally:
-        archive.unlink(missing_ok=True)
+        if not ctx.run.dry:
+            ctx.site.remove(archive)
 
 
 # --- our images: build -> save -> load --------------------------------------------------------
@@ -308,7 +316,8 @@ def _add_image_steps(reg: Registry, name: str) -> None:
             if have.ok and have.stdout.strip() == inputs:
                 ctx.log(f"{ref} was built from these exact inputs ({inputs}): not rebuilt")
                 return Noted("reused: inputs unchanged", ref)
-        ctx.sh(podman.build(tool, cfg.dockerfile(name), ref, cfg.source_dir, arch, build_args(cfg),
+        there = ctx.site.cfg  # the Dockerfile and the build context where podman runs
+        ctx.sh(podman.build(tool, there.dockerfile(name), ref, there.source_dir, arch, build_args(cfg),
                             {fingerprint.LABEL: inputs, fingerprint.CLUSTER_LABEL: cfg.cluster_name},
                             target=cfg.stack.image(name).target))
         return ref
@@ -322,7 +331,7 @@ def _add_image_steps(reg: Registry, name: str) -> None:
         image_id = "" if ctx.run.dry else _image_id(ctx, ref)
         if image_id and loaded_images(cfg).get(ref) == image_id:
             return Noted("reused: the cluster has this image", image_id)
-        _save(ctx, ref, cfg.archive(name))
+        _save(ctx, ref, ctx.site.cfg.archive(name))
         return image_id
 
     def plan_load(p: PlanInputs) -> list[str]:
@@ -330,12 +339,12 @@ def _add_image_steps(reg: Registry, name: str) -> None:
                 + "   # unless the cluster has this image", f"rm {p.cfg.archive(name)}"]
 
     def load_image(ctx: StepContext) -> object:
-        cfg, ref, archive = ctx.cfg, ctx.cfg.image_ref(name), ctx.cfg.archive(name)
+        cfg, ref, archive = ctx.cfg, ctx.cfg.image_ref(name), ctx.site.cfg.archive(name)
         image_id = "" if ctx.run.dry else _image_id(ctx, ref)
         if image_id and loaded_images(cfg).get(ref) == image_id:
             ctx.log(f"{ref} ({image_id[:12]}) is already in cluster {cfg.cluster_name}: not reloaded")
             return Noted("reused: already in the cluster", ref)
-        if not ctx.run.dry and not archive.exists():
+        if not ctx.run.dry and not ctx.site.exists(archive):
             _save(ctx, ref, archive)  # the save step saw the previous cluster's record
         _load(ctx, ref, archive, image_id)
         return ref
@@ -360,7 +369,7 @@ def _add_preload_step(reg: Registry, alias: str) -> None:
 
     def preload(ctx: StepContext) -> object:
         cfg, tool = ctx.cfg, ctx.tools.provider
-        ref, archive = cfg.stack.preload[alias], cfg.archive(f"preload-{alias}")
+        ref, archive = cfg.stack.preload[alias], ctx.site.cfg.archive(f"preload-{alias}")
         if ctx.run.dry:
             ctx.sh(podman.pull(tool, ref))
             return ref

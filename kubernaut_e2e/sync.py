@@ -295,3 +295,34 @@ def _sync(connection: Connection, source: Path, remote_dir: str, record: Path, t
     _save_record(record, _Record(sync_id, remote_dir, current))
     return SyncResult(bytes_sent=prepared.bytes_sent + sent.bytes_sent, sent=len(plan.send),
                       deleted=len(plan.delete), full=plan.full)
+
+
+def fetch_tree(connection: Connection, remote_dir: str, target: Path, *, timeout: float | None = None,
+               cancellation: Cancellation | None = None) -> int:
+    """Copy the folder `remote_dir` on the host into the local folder `target`; the bytes received.
+
+    The way back for what commands leave on the host (`kind export logs`): one gzip'd tar
+    stream, unpacked with tarfile's "data" filter, so nothing in it can land outside `target`
+    or be a device, a setuid file or a link pointing out of it. A failure is a SyncFailed.
+    """
+    import tempfile
+
+    from kubernaut_e2e.remote import run_simple
+
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile() as spool:
+        try:
+            got = run_simple(connection, ["tar", "-c", "-z", "-f", "-", "-C", remote_dir, "."], timeout=timeout,
+                             cancellation=cancellation, stdout_to=spool)
+        except TimeoutError as exc:
+            raise SyncFailed(f"fetching {remote_dir} from {connection.host}: {exc}") from None
+        if got.returncode != 0:
+            raise SyncFailed(f"fetching {remote_dir} from {connection.host} failed: {got.stderr.strip()}")
+        size = spool.tell()
+        spool.seek(0)
+        try:
+            with tarfile.open(fileobj=spool, mode="r:gz") as tar:
+                tar.extractall(target, filter="data")
+        except (tarfile.TarError, OSError) as exc:
+            raise SyncFailed(f"unpacking {remote_dir} from {connection.host} into {target}: {exc}") from None
+    return size

@@ -11,14 +11,17 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubernaut_e2e import kind, podman
 from kubernaut_e2e.config import E2EConfig
 from kubernaut_e2e.dockerfile import Check, builder_go_version, check_dockerfile, check_go_mod
 from kubernaut_e2e.errors import UsageError
 from kubernaut_e2e.preflight import choose_provider
-from kubernaut_e2e.runner import Cancellation, CommandFailed, LocalRunner
+from kubernaut_e2e.runner import Cancellation, CommandFailed, Runner
+
+if TYPE_CHECKING:
+    from kubernaut_e2e.context import Site
 
 
 @dataclass(frozen=True)
@@ -31,19 +34,21 @@ class Facts:
     target_arch: str
 
 
-def _run(runner: LocalRunner, argv: list[str], env: dict[str, str] | None = None) -> str | None:
+def _run(runner: Runner, argv: list[str], env: dict[str, str] | None = None) -> str | None:
     try:
         return runner.run(argv, capture=True, env=env, timeout=30).stdout.strip()
     except CommandFailed:
         return None
 
 
-def environment(cfg: E2EConfig, arch: str | None, runner: LocalRunner,
+def environment(cfg: E2EConfig, arch: str | None, runner: Runner,
                 which: Callable[[str], str | None] = shutil.which,
-                node_archs: Callable[[E2EConfig], dict[str, str]] | None = None) -> tuple[Facts, list[Check]]:
+                node_archs: Callable[[E2EConfig], dict[str, str]] | None = None,
+                host: tuple[str, str] | None = None) -> tuple[Facts, list[Check]]:
+    """`host`: the OS and architecture of the machine the tools run on (default: this one)."""
     checks: list[Check] = []
-    host_arch = podman.normalize_arch(platform.machine())
-    checks.append(Check("host", "ok", f"{platform.system()} {host_arch}"))
+    host_os, host_arch = host or (platform.system(), podman.normalize_arch(platform.machine()))
+    checks.append(Check("host", "ok", f"{host_os} {host_arch}"))
 
     provider = choose_provider(cfg, which)
     provider_arch = None
@@ -58,7 +63,7 @@ def environment(cfg: E2EConfig, arch: str | None, runner: LocalRunner,
             checks.append(Check("provider", "fail", f"{provider} {version}: not responding (`{provider} info` failed)",
                                 "start it (podman: `podman machine start` on macOS; docker: start the engine)"))
         else:
-            where = " (the podman machine's)" if provider == "podman" and platform.system() == "Darwin" else ""
+            where = " (the podman machine's)" if provider == "podman" and host_os == "Darwin" else ""
             checks.append(Check("provider", "ok", f"{provider} {version}, runs {provider_arch} containers{where}"))
             if provider_arch != host_arch:
                 checks.append(Check("provider-arch", "warn",
@@ -89,7 +94,7 @@ def environment(cfg: E2EConfig, arch: str | None, runner: LocalRunner,
                             f"runs {provider_arch}", "recreate the cluster: `invoke e2e.up --recreate`"))
     target = podman.normalize_arch(arch) if arch else (
         sorted(node_set)[0] if len(node_set) == 1 else provider_arch or host_arch)
-    return Facts(platform.system(), host_arch, provider, provider_arch, nodes, target), checks
+    return Facts(host_os, host_arch, provider, provider_arch, nodes, target), checks
 
 
 def _node_archs(cfg: E2EConfig) -> dict[str, str]:
@@ -118,7 +123,7 @@ def dockerfile_checks(paths: Sequence[Path], target_arch: str,
     return checks, builder_go
 
 
-def built_image_archs(cfg: E2EConfig, provider: str | None, runner: LocalRunner) -> dict[str, str]:
+def built_image_archs(cfg: E2EConfig, provider: str | None, runner: Runner) -> dict[str, str]:
     """`os/arch` recorded in each of our images that exists locally, by service."""
     if provider is None:
         return {}
@@ -126,7 +131,7 @@ def built_image_archs(cfg: E2EConfig, provider: str | None, runner: LocalRunner)
     return {svc: out for svc, out in found.items() if out}
 
 
-def image_checks(cfg: E2EConfig, provider: str | None, target_arch: str, runner: LocalRunner) -> list[Check]:
+def image_checks(cfg: E2EConfig, provider: str | None, target_arch: str, runner: Runner) -> list[Check]:
     checks: list[Check] = []
     if provider is None:
         return checks
@@ -148,15 +153,20 @@ def image_checks(cfg: E2EConfig, provider: str | None, target_arch: str, runner:
 
 
 def run_toolchain(cfg: E2EConfig, *, dockerfiles: Sequence[str], arch: str | None,
-                  approved: tuple[str, ...]) -> tuple[Facts, list[Check]]:
+                  approved: tuple[str, ...], site: Site | None = None) -> tuple[Facts, list[Check]]:
+    """Every check; the host, provider, kind and built images are the site's (a remote host's
+    with --host), the Dockerfiles and go.mod are read here (the host builds from a copy)."""
+    from kubernaut_e2e.context import LocalSite
+
+    site = site or LocalSite(cfg)
     paths = [Path(p).resolve() for p in dockerfiles] or [cfg.dockerfile(s) for s in cfg.images]
     for path in paths:
         if not path.is_file():
             raise UsageError(f"--dockerfile {path}: no such file")
     if arch is not None and podman.normalize_arch(arch) not in ("amd64", "arm64", "arm", "ppc64le", "s390x"):
         raise UsageError(f"--arch {arch}: not an architecture (amd64, arm64, ...)")
-    runner = LocalRunner(Cancellation())
-    facts, checks = environment(cfg, arch, runner)
+    runner = site.runner(Cancellation())
+    facts, checks = environment(cfg, arch, runner, which=site.which, host=site.platform())
     checks.append(Check("target-arch", "ok", f"images must be built for {facts.target_arch}"))
     df_checks, builder_go = dockerfile_checks(paths, facts.target_arch, approved)
     checks.extend(df_checks)

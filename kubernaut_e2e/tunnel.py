@@ -16,7 +16,7 @@ from __future__ import annotations
 import select
 import socket
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import ip_address
@@ -111,6 +111,8 @@ class _Listener:
             pass
 
     def close(self) -> None:
+        """Stop accepting and close every connection. `stop` may be set before (all listeners at
+        once: each accept loop sees it within 0.2 s, so closing many costs 0.2 s, not 0.2 s each)."""
         self.stop.set()
         self.thread.join(timeout=2)  # it polls `stop` every 0.2 s
         self.sock.close()
@@ -148,12 +150,14 @@ def _relay(client: socket.socket, channel: Any, stop: threading.Event) -> None:
 
 
 @contextmanager
-def tunnels(connection: Connection, forwards: Sequence[Forward], *,
-            local_host: str = "127.0.0.1") -> Iterator[dict[str, Tunnel]]:
+def tunnels(connection: Connection, forwards: Sequence[Forward], *, local_host: str = "127.0.0.1",
+            fallback: bool = False, avoid: Collection[int] = ()) -> Iterator[dict[str, Tunnel]]:
     """Open every forward (by name) over the connection; all are closed when the block ends.
 
     A local port that cannot be bound is a UsageError naming the forward, raised before the
-    block starts, with the forwards already opened closed again.
+    block starts, with the forwards already opened closed again; with `fallback`, a local
+    port that is taken is only a preference, and any free port is used instead. A port chosen
+    for 0 is never one of `avoid` (e.g. the host ports a local environment publishes).
     """
     connection.open()
     transport = connection.transport
@@ -161,15 +165,7 @@ def tunnels(connection: Connection, forwards: Sequence[Forward], *,
     opened: dict[str, Tunnel] = {}
     try:
         for forward in forwards:
-            sock = socket.socket(socket.AF_INET6 if ":" in local_host else socket.AF_INET)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((local_host, forward.local_port))
-            except OSError as exc:
-                sock.close()
-                raise UsageError(f"tunnel {forward.name}: cannot listen on {local_host}:{forward.local_port} "
-                                 f"({exc.strerror or exc}); is another environment using that port?") from None
-            sock.listen(16)
+            sock = _listen(forward, local_host, fallback, avoid)
             listener = _Listener(transport, forward, sock)
             listeners.append(listener)
             listener.thread.start()
@@ -177,7 +173,38 @@ def tunnels(connection: Connection, forwards: Sequence[Forward], *,
         yield opened
     finally:
         for listener in listeners:
+            listener.stop.set()
+        for listener in listeners:
             listener.close()
+
+
+def _listen(forward: Forward, local_host: str, fallback: bool, avoid: Collection[int]) -> socket.socket:
+    """A listening socket for the forward's local end (its port, else any with `fallback`)."""
+    ports = [forward.local_port, 0] if fallback and forward.local_port else [forward.local_port]
+    for port in ports:
+        kept: list[socket.socket] = []  # ports in `avoid` stay held until another one is found
+        try:
+            while True:
+                sock = socket.socket(socket.AF_INET6 if ":" in local_host else socket.AF_INET)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind((local_host, port))
+                except OSError as exc:
+                    sock.close()
+                    if port == ports[-1]:
+                        raise UsageError(f"tunnel {forward.name}: cannot listen on {local_host}:{port} "
+                                         f"({exc.strerror or exc}); is another environment using that port?"
+                                         ) from None
+                    break
+                if port == 0 and sock.getsockname()[1] in avoid and len(kept) < 64:
+                    kept.append(sock)
+                    continue
+                sock.listen(16)
+                return sock
+        finally:
+            for held in kept:
+                held.close()
+    raise AssertionError("unreachable")
 
 
 def _current_cluster(doc: dict[str, Any], cluster: str | None) -> dict[str, Any]:

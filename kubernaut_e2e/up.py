@@ -13,13 +13,13 @@ from kubernaut_e2e import history, timeline
 from kubernaut_e2e import preflight as preflight_checks
 from kubernaut_e2e.checklist import checklist
 from kubernaut_e2e.config import E2EConfig
-from kubernaut_e2e.context import RunContext, StepContext, private_dir
+from kubernaut_e2e.context import LocalSite, RunContext, Site, StepContext, private_dir
 from kubernaut_e2e.errors import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Cancelled, E2EError, StepFailed,
                                   UsageError)
 from kubernaut_e2e.graph import Graph, Step
 from kubernaut_e2e.lock import ClusterLock
 from kubernaut_e2e.redact import Redactor
-from kubernaut_e2e.runner import Cancellation, LocalRunner
+from kubernaut_e2e.runner import Cancellation
 from kubernaut_e2e.scheduler import DONE, GraphInterrupted, Noted, run_graph
 from kubernaut_e2e.signals import owned_signals
 from kubernaut_e2e.steps import PlanInputs, build_registry
@@ -37,34 +37,39 @@ class UpOptions:
     run_dir: Path | None = None  # default: a new <state_dir>/runs/<timestamp>-<pid>
 
 
-def stack_graph(cfg: E2EConfig, only: Sequence[str] = ()) -> Graph:
-    """The steps of the config's stack, restricted to `only` (steps or groups) and their needs."""
-    return build_registry(cfg.stack).graph().select(only)
+def stack_graph(cfg: E2EConfig, only: Sequence[str] = (), site: Site | None = None) -> Graph:
+    """The steps of the config's stack (and those the site adds: a host's sync-source),
+    restricted to `only` (steps or groups) and their needs."""
+    graph = build_registry(cfg.stack).graph()
+    return (site.graph(graph) if site is not None else graph).select(only)
 
 
-def preflight(cfg: E2EConfig, graph: Graph, *, dry: bool = False) -> preflight_checks.Tools:
+def preflight(cfg: E2EConfig, graph: Graph, *, dry: bool = False, site: Site | None = None
+              ) -> preflight_checks.Tools:
     """Everything checkable before a side effect: the tools, and the stack's contract with the
     source tree, kind and the host. Raises UsageError (exit 2) listing every problem, one per line.
 
-    A dry run runs no tool, so it does not need kind or a provider installed.
+    A dry run runs no tool, so it does not need kind or a provider installed. The tools, kind
+    and the host ports are the site's (a remote host's with --host); the source tree is local.
     """
-    tools = preflight_checks.find_tools(cfg, need=not dry)
+    site = site or LocalSite(cfg)
+    tools = preflight_checks.find_tools(cfg, site.which, need=not dry)
     building = [name for name in cfg.images if f"build-{name}" in graph.steps]
     problems = [*preflight_checks.check_source(cfg, building), *preflight_checks.check_go_mod(cfg, building)]
     problems += preflight_checks.check_deploy_inputs(cfg, set(graph.steps))
     if "cluster" in graph.steps and not dry and not problems:
-        problems += _check_kind(cfg, tools)
+        problems += _check_kind(cfg, tools, site)
     if problems:
         raise UsageError("preflight: " + "\npreflight: ".join(problems))
     return tools
 
 
-def _check_kind(cfg: E2EConfig, tools: preflight_checks.Tools) -> list[str]:
+def _check_kind(cfg: E2EConfig, tools: preflight_checks.Tools, site: Site) -> list[str]:
     """kind new enough for the node image; the host ports free when the cluster will be created."""
     from kubernaut_e2e import kind
     from kubernaut_e2e.runner import CommandFailed
 
-    runner = LocalRunner(Cancellation())
+    runner = site.runner(Cancellation())
     try:
         version = runner.run(kind.version(), capture=True, timeout=30).stdout
         listed = runner.run(kind.get_clusters(), env=kind.provider_env(tools.provider), capture=True,
@@ -74,7 +79,9 @@ def _check_kind(cfg: E2EConfig, tools: preflight_checks.Tools) -> list[str]:
     problems = preflight_checks.check_kind_version(cfg, version)
     # An existing cluster holds its own ports (and --recreate releases them before creating).
     if cfg.cluster_name not in kind.parse_clusters(listed):
-        problems += preflight_checks.busy_host_ports(cfg)
+        there = site.cfg  # the ports kind publishes on the site
+        busy = site.busy_ports(there.host_ports.values())
+        problems += preflight_checks.busy_host_ports(there, bind=lambda port: port not in busy)
     return problems
 
 
@@ -91,27 +98,31 @@ def new_run_dir(cfg: E2EConfig) -> Path:
 
 
 def run_up(cfg: E2EConfig, opts: UpOptions, out: TextIO | None = None, *, hold_lock: bool = True,
-           cancellation: Cancellation | None = None) -> int:
+           cancellation: Cancellation | None = None, site: Site | None = None) -> int:
     """Run the selected steps; print the live view and the summary; return the exit code.
 
     `hold_lock=False` is for a caller that already holds the cluster's lock (`e2e.ci`), which
-    then also owns the signals and passes its `cancellation`. Otherwise this owns SIGINT,
-    SIGTERM and SIGHUP from before the lock until after the summary (see signals.py).
+    then also owns the signals and passes its `cancellation` (as does a run on several hosts).
+    Otherwise this owns SIGINT, SIGTERM and SIGHUP from before the lock until after the summary
+    (see signals.py). `site`: where the commands run (default: this machine).
     """
     out = out or sys.stdout
+    site = site or LocalSite(cfg)
     if cancellation is not None:
-        graph = stack_graph(cfg, opts.only)
-        return _locked_run(cfg, opts, graph, preflight(cfg, graph, dry=opts.dry), out, hold_lock, cancellation)
+        graph = stack_graph(cfg, opts.only, site)
+        return _locked_run(cfg, opts, graph, preflight(cfg, graph, dry=opts.dry, site=site), out, hold_lock,
+                           cancellation, site)
     session = Cancellation()
     with owned_signals(session):
-        graph = stack_graph(cfg, opts.only)
-        return _locked_run(cfg, opts, graph, preflight(cfg, graph, dry=opts.dry), out, hold_lock, session)
+        graph = stack_graph(cfg, opts.only, site)
+        return _locked_run(cfg, opts, graph, preflight(cfg, graph, dry=opts.dry, site=site), out, hold_lock,
+                           session, site)
 
 
 def _locked_run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: preflight_checks.Tools, out: TextIO,
-                hold_lock: bool, session: Cancellation) -> int:
+                hold_lock: bool, session: Cancellation, site: Site) -> int:
     if opts.dry:
-        return _run(cfg, opts, graph, tools, out, session)
+        return _run(cfg, opts, graph, tools, out, session, site)
     lock = ClusterLock(cfg.locks_dir, cfg.cluster_name, "up")
     with (lock if hold_lock else _NoLock()):
         if hold_lock:
@@ -119,14 +130,14 @@ def _locked_run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: preflight_
             session.add_watcher(lock)
         if lock.warning:
             print(lock.warning, file=out)
-        code = _run(cfg, opts, graph, tools, out, session)
+        code = _run(cfg, opts, graph, tools, out, session, site)
         if code == EXIT_FAILED and opts.clean_on_failure and not session.interrupted:
             from kubernaut_e2e.clean import clean
 
             print(f"--clean-on-failure: removing cluster {cfg.cluster_name!r}", file=out)
             try:
                 clean(cfg, tools, keep_images=True, echo=lambda line: print(line, file=out),
-                      cancellation=session)
+                      cancellation=session, site=site)
             except E2EError as exc:
                 print(f"--clean-on-failure: {exc}", file=out)
         return EXIT_INTERRUPTED if session.interrupted else code
@@ -143,21 +154,21 @@ class _NoLock:
 
 
 def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: preflight_checks.Tools, out: TextIO,
-         session: Cancellation) -> int:
+         session: Cancellation, site: Site) -> int:
     from kubernaut_e2e import console
 
     cancellation = session.child()  # a failing step cancels the graph, not the whole task
     redactor = Redactor()
     lines = console.LineWriter(out)
     echo = (lambda line: lines.write(redactor.redact(line)))
-    runner = LocalRunner(cancellation, dry=opts.dry, echo=echo, redactor=redactor)
+    runner = site.runner(cancellation, dry=opts.dry, echo=echo, redactor=redactor)
     run_dir = cfg.runs_dir / "dry-run" if opts.dry else (opts.run_dir or new_run_dir(cfg))
     # Past runs' step durations rank the ready steps (longest remaining path first).
     weights = history.estimates(history.load(history.path_in(cfg.state_dir)), graph.order)
     reporter = console.PlainReporter(lines) if opts.dry else console.make_reporter(graph.order, lines)
     run = RunContext(cfg, tools, runner, run_dir, cancellation, dry=opts.dry,
                      recreate=opts.recreate, echo=echo, redactor=redactor,
-                     selected=frozenset(graph.steps), on_output=reporter.step_output)
+                     selected=frozenset(graph.steps), on_output=reporter.step_output, site=site)
 
     def execute(step: Step) -> object:
         try:
@@ -209,18 +220,20 @@ def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: preflight_checks.
     console.print_timeline(document, run_dir / timeline.FILE_NAME, out)
     if checks:
         console.print_checklist(checks, out)
+    on = f" --host {site.label}" if site.label else ""  # the commands that reach the same cluster
     if interrupted:
         lines.write(f"interrupted ({session.signal or 'SIGINT'}): running steps were stopped; "
-                    "`invoke e2e.up` again resumes")
+                    f"`invoke e2e.up{on}` again resumes")
         return EXIT_INTERRUPTED
     ok = all(r.status == DONE for r in records.values()) and all(c.passed for c in checks)
     cluster = records.get("cluster")
     if not ok and cluster is not None and cluster.status != DONE:
         # kind removes a cluster it could not finish: there is nothing to keep or diagnose.
-        lines.write(f"no cluster {cfg.cluster_name!r} was made: fix the cause above and run `invoke e2e.up` again")
+        lines.write(f"no cluster {cfg.cluster_name!r} was made: fix the cause above and run "
+                    f"`invoke e2e.up{on}` again")
     elif not ok and not opts.clean_on_failure:
         lines.write(f"the cluster {cfg.cluster_name!r} was kept for diagnosis: "
-                    f"`invoke e2e.diagnose`; remove it with `invoke e2e.clean`")
+                    f"`invoke e2e.diagnose{on}`; remove it with `invoke e2e.clean{on}`")
     return EXIT_OK if ok else EXIT_FAILED
 
 

@@ -83,6 +83,29 @@ def test_every_default_is_a_field():
     assert all(hasattr(cfg, key) for key in DEFAULTS)
 
 
+
+def test_hosts_come_as_a_list_or_comma_separated_and_each_is_checked(tmp_path: Path):
+    from kubernaut_e2e.config_sources import problem, resolve
+    from kubernaut_e2e.hosts import HostSpec
+
+    assert load_config({}).hosts == () and load_config({}).host == ""
+    cfg = load_config({"host": "ci@build1:2222, build2"})
+    assert cfg.hosts == (HostSpec("build1", "ci", 2222), HostSpec("build2"))
+    assert cfg.host == "ci@build1:2222,build2"
+    assert load_config({"host": ["ci@build1", "[::1]:22"]}).hosts == (HostSpec("build1", "ci"), HostSpec("::1", None, 22))
+    assert load_config({"host": "ci@a"}, {"host": ["b"]}).hosts == (HostSpec("b"),)  # the flags win
+    (tmp_path / "invoke.yaml").write_text("e2e:\n  host: [ci@a, 'ci@a']\n")
+    assert problem(tmp_path, environ={}) == \
+        f"config e2e.host (from {tmp_path}/invoke.yaml): 'ci@a' is given twice (each host runs one environment)"
+    (tmp_path / "invoke.yaml").write_text("e2e:\n  host: {a: 1}\n")
+    assert "must be [USER@]HOST[:PORT] entries" in (problem(tmp_path, environ={}) or "")
+    (tmp_path / "invoke.yaml").unlink()
+    assert problem(tmp_path, environ={"INVOKE_E2E_HOST": "ci@a:99999"}) == (
+        "config e2e.host (from INVOKE_E2E_HOST): 'ci@a:99999': port '99999' is not a number from 1 to 65535 "
+        "(expected [USER@]HOST[:PORT], e.g. ci@build1:2222)")
+    with pytest.raises(UsageError, match=r"config e2e.host \(from --host\): '-oProxyCommand=x': "):
+        resolve({}, {"host": ["-oProxyCommand=x"]}, project_dir=tmp_path, environ={})
+
 # --- every source checked by the same code, errors naming the source ------------------------------
 
 

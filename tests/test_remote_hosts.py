@@ -59,14 +59,23 @@ def test_label_and_slug_name_the_host():
 
 
 def test_probe_output_and_problems_are_judged_purely():
-    facts = parse_probe("arch=aarch64\nfree_kb=1048576\ntool.podman=/usr/bin/podman\ntool.kind=\n")
-    assert facts == HostFacts(arch="arm64", tools={"podman": "/usr/bin/podman", "kind": ""}, free_bytes=2**30)
+    facts = parse_probe("arch=aarch64\nos=Linux\nstate=/home/ci/.local/state\nfree_kb=1048576\n"
+                        "tool.podman=/usr/bin/podman\ntool.kind=\n")
+    assert facts == HostFacts(arch="arm64", tools={"podman": "/usr/bin/podman", "kind": ""}, free_bytes=2**30,
+                              os="Linux", state_home="/home/ci/.local/state")
+    assert facts.work_root == "/home/ci/.local/state/kubernaut-e2e"
     problems = host_problems("h", facts, folder="x/y", min_free_bytes=2 * 2**30)
     assert len(problems) == 2
     assert problems[0].startswith("host h: kind is not on the PATH")
     assert problems[1].startswith("host h: only 1.0 GiB free at x/y, need 2 GiB")
-    assert host_problems("h", parse_probe("arch=x86_64\nfree_kb=\n"), folder="f") == [
+    # Only the required tools count (clean and diagnose need none of them to start).
+    assert host_problems("h", facts, folder="x/y", min_free_bytes=1, required=("podman",)) == []
+    assert host_problems("h", parse_probe("arch=x86_64\nstate=/s\nfree_kb=\n"), folder="f") == [
         "host h: could not measure free disk space at f"]
+    # A relative state home (no $HOME) is no place to keep files.
+    assert host_problems("h", parse_probe("arch=x86_64\nstate=.local/state\nfree_kb=9\n"), folder="f",
+                         min_free_bytes=1) == [
+        "host h: the remote user has no absolute $HOME (runs keep their files below it)"]
 
 
 def test_preflight_of_a_good_host_returns_its_facts_and_an_open_connection(sshd: SSHServer, tmp_path: Path):
@@ -78,6 +87,7 @@ def test_preflight_of_a_good_host_returns_its_facts_and_an_open_connection(sshd:
         assert facts.tools["podman"].endswith("/podman")
         assert facts.tools["kind"] == str(Path(__file__).resolve().parent / "bin" / "kind")  # the host's PATH
         assert facts.free_bytes and facts.free_bytes > 0
+        assert facts.os == platform.system() and facts.state_home.startswith("/")
     finally:
         connection.close()
 
