@@ -12,14 +12,15 @@ that set the run's length).
 Part "up": the whole graph of the fast stack against the fast tier's stand-ins: the stand-in kind,
 whose kubeconfig points at the API stand-in (tests/kubeapi.py, which records every request), and
 real podman. Each round:
-  - a cold `up` on a new cluster, twice: with the Kubernetes client imported in the background
-    while the cluster is created (what `up` does), and imported by the first step that needs it
-    (a driver replaces kubernaut_e2e.up.start_client_import with a no-op). Prints the makespans,
-    the cold critical-path overhead and the first Kubernetes step after the cluster (namespace),
-    which pays for the import when it was not done in the background;
-  - a warm `up` right after, nothing changed: its makespan and wall time; then one more warm run
-    with every podman and kind call recorded (tests/faults/wrapper, FAULT_PIDS): the external
-    commands by subcommand and the API requests by verb (goal: only reads).
+  - twice: with the Kubernetes client imported in the background while the cluster is created
+    (what `up` does), and imported by the first step that needs it (a driver replaces
+    kubernaut_e2e.up.start_client_import with a no-op): a cold `up` on a new cluster (makespan,
+    cold critical-path overhead, the first Kubernetes steps after the cluster, which pay for the
+    import when it was not done in the background), then a warm `up` with nothing changed
+    (makespan, wall time, the cluster step, whose reuse check is the first API call);
+  - one more warm run with every podman and kind call recorded (tests/faults/wrapper,
+    FAULT_PIDS): the external commands by subcommand and the API requests by verb (goal: only
+    reads), and how many objects the run changed.
 
 Part "dag": a random 200-step graph whose steps sleep random durations, declared in a random
 (valid) order, run by the real scheduler at --dag-jobs 8 with three dispatch orders: declaration
@@ -265,35 +266,41 @@ def _step(doc: dict, name: str) -> float:
 def bench_up(args: argparse.Namespace, world: World) -> int:
     from tests.kubeapi import JobSucceeds, KubeAPI
 
-    cold: dict[str, list[dict]] = {"background": [], "in the first step": []}
-    warm: list[tuple[dict, float]] = []
+    modes = ("in the background", "by the first step")
+    cold: dict[str, list[dict]] = {m: [] for m in modes}
+    warm: dict[str, list[tuple[dict, float]]] = {m: [] for m in modes}
     counted: list[tuple[collections.Counter, collections.Counter, int]] = []
     for _ in range(args.rounds):
-        for mode in cold:
+        for mode in modes:
             api = KubeAPI().start()
             try:
                 api.script_job("e2e-migrations", JobSucceeds(after=0.2, log=MIGRATION_LOG))
                 env, state = world.env(args.kind_delay, api.url)
-                driver = NO_BACKGROUND_IMPORT if mode != "background" else None
-                doc, _ = run_up(with_build_delay(env, args.build_delay), state, driver=driver)
-                cold[mode].append(doc)
-                if mode == "background":
-                    warm.append(run_up(env, state))
+                driver = None if mode == modes[0] else NO_BACKGROUND_IMPORT
+                cold[mode].append(run_up(with_build_delay(env, args.build_delay), state, driver=driver)[0])
+                warm[mode].append(run_up(env, state, driver=driver))
+                if mode == modes[0]:
                     counted.append(_count_warm_run(env, state, api))
                 clean(env)
             finally:
                 api.stop()
     print(f"e2e.up, the whole fast stack against the stand-ins (kind create = {args.kind_delay:g}s, "
-          f"real podman builds + {args.build_delay:g}s each), --jobs 4, {args.rounds} rounds")
+          f"real podman builds + {args.build_delay:g}s each), --jobs 4, {args.rounds} rounds; "
+          f"the Kubernetes client imported {' or '.join(modes)}:")
     for mode, docs in cold.items():
-        print(f"cold, Kubernetes client imported {mode:18s}: makespan {_median([d['makespan'] for d in docs])}; "
+        print(f"  cold, imported {mode:17s}: makespan {_median([d['makespan'] for d in docs])}; "
               f"critical-path overhead {_median([critical_overhead(d) for d in docs])}; "
-              f"first Kubernetes step (namespace) {_median([_step(d, 'namespace') for d in docs])}")
-    print(f"cold critical path: {' -> '.join(cold['background'][-1]['critical_path'])}")
-    docs = [d for d, _ in warm]
-    print(f"warm (nothing changed): makespan {_median([d['makespan'] for d in docs])}, "
-          f"`invoke e2e.up` wall time {_median([w for _, w in warm])}; steps reused: "
-          f"{sum(1 for s in docs[-1]['steps'] if (s['note'] or '').startswith('reused'))} of {len(docs[-1]['steps'])}")
+              f"first Kubernetes steps: namespace {_median([_step(d, 'namespace') for d in docs])}, "
+              f"crds {_median([_step(d, 'crds') for d in docs])}")
+    print(f"  cold critical path: {' -> '.join(cold[modes[0]][-1]['critical_path'])}")
+    for mode, runs in warm.items():
+        docs = [d for d, _ in runs]
+        print(f"  warm (nothing changed), imported {mode:17s}: makespan {_median([d['makespan'] for d in docs])}; "
+              f"`invoke e2e.up` wall time {_median([w for _, w in runs])}; cluster step (reuse check: "
+              f"kind, podman, GET /readyz) {_median([_step(d, 'cluster') for d in docs])}")
+    docs = [d for d, _ in warm[modes[0]]]
+    print(f"  warm steps reused: {sum(1 for s in docs[-1]['steps'] if (s['note'] or '').startswith('reused'))} "
+          f"of {len(docs[-1]['steps'])}; critical path: {' -> '.join(docs[-1]['critical_path'])}")
     commands, requests, changed = counted[-1]
     print(f"one warm run's external commands ({sum(commands.values())}): "
           + ", ".join(f"{n} x `{c}`" for c, n in sorted(commands.items(), key=lambda kv: (-kv[1], kv[0]))))
