@@ -48,8 +48,19 @@ def _phases(cfg: E2EConfig, tools: Any, keep: bool, out: TextIO, session: Cancel
         up_code = run_up(cfg, UpOptions(jobs=cfg.jobs, run_dir=run_dir), out, hold_lock=False,
                          cancellation=session)
         phases["up"] = up_code
-        test_code: int | None = None
+        smoke_code: int | None = None
         if up_code == EXIT_OK and not session.interrupted:
+            from kubernaut_e2e.smoke import run_smoke
+
+            print("\n== smoke ==", file=out, flush=True)
+            try:
+                smoke_code = run_smoke(cfg, out=out, cancellation=session, run_dir=run_dir)
+            except E2EError as exc:
+                print(f"e2e.smoke: {exc}", file=out)
+                smoke_code = exc.exit_code
+            phases["smoke"] = smoke_code
+        test_code: int | None = None
+        if up_code == EXIT_OK and smoke_code == EXIT_OK and not session.interrupted:
             from kubernaut_e2e.suite import run_suite
 
             print("\n== test ==", file=out, flush=True)
@@ -60,8 +71,8 @@ def _phases(cfg: E2EConfig, tools: Any, keep: bool, out: TextIO, session: Cancel
                 print(f"e2e.test: {exc}", file=out)
                 test_code = exc.exit_code
             phases["test"] = test_code
-        interrupted = session.interrupted or EXIT_INTERRUPTED in (up_code, test_code)
-        failed = up_code != EXIT_OK or (test_code or 0) != 0
+        interrupted = session.interrupted or EXIT_INTERRUPTED in (up_code, smoke_code, test_code)
+        failed = up_code != EXIT_OK or (smoke_code or 0) != 0 or (test_code or 0) != 0
 
         if failed and not interrupted:
             from kubernaut_e2e.diagnose import run_diagnose
@@ -117,9 +128,10 @@ def _summary(run_dir: Path, phases: dict[str, Any], up_code: int, test_code: int
                "history": (timings.get("history") or {}).get("text")},
         "timeline": str(run_dir / timeline.FILE_NAME) if (run_dir / timeline.FILE_NAME).is_file() else None,
         "checklist": timings.get("checklist", []),
+        "smoke": _read_json(run_dir / "smoke.json"),
         "tests": suite,
         "findings": [{"title": f["title"], "severity": f["severity"], "subject": f["subject"]} for f in findings],
-        "passed": up_code == EXIT_OK and test_code == 0,
+        "passed": up_code == EXIT_OK and phases.get("smoke") == EXIT_OK and test_code == 0,
     }
 
 
@@ -132,6 +144,11 @@ def _print(summary: dict[str, Any], out: TextIO) -> None:
     checks = summary["checklist"]
     if checks:
         rows.append(("checklist", f"{sum(c['passed'] for c in checks)}/{len(checks)} passed"))
+    smoke = summary.get("smoke")
+    if smoke:
+        failed_hop = next((h for h in smoke["hops"] if not h["ok"]), None)
+        rows.append(("smoke", f"passed: {len(smoke['hops'])} hops in {sum(h['seconds'] for h in smoke['hops']):.2f}s"
+                     if smoke["passed"] else f"FAILED at hop {failed_hop['name'] if failed_hop else '?'}"))
     tests = summary["tests"]
     if tests:
         specs = tests.get("specs")

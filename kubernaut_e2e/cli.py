@@ -26,7 +26,7 @@ from pathlib import Path
 
 from invoke import Collection, Config, Program
 
-from kubernaut_e2e.config import DEFAULTS, PACKAGE_DIR, PATHS_ROOT_KEY, PROJECT_ROOT
+from kubernaut_e2e.config import PATHS_ROOT_KEY
 from kubernaut_e2e.e2e import collection
 from kubernaut_e2e.project_config import exit_on_problem
 
@@ -76,26 +76,12 @@ def state_home(environ: Mapping[str, str]) -> Path:
     return root / NAME
 
 
-def packaged_defaults() -> dict[str, str]:
-    """The defaults that name files shipped in the package (the stack), made absolute.
-
-    They are relative to the project in DEFAULTS; the command takes relative paths from where
-    the user stands, so these must not stay relative.
-    """
-    found = {}
-    for key, value in DEFAULTS.items():
-        if isinstance(value, str) and value and not Path(value).is_absolute():
-            path = (PROJECT_ROOT / value).resolve()
-            if path.is_relative_to(PACKAGE_DIR) and path.exists():
-                found[key] = str(path)
-    return found
-
-
 def command_collection(cwd: Path, environ: Mapping[str, str]) -> Collection:
     """The e2e collection with the command's defaults: paths from `cwd`, state in the user's state dir."""
     ns = collection()
     checkout = find_checkout(cwd)
-    defaults = {**packaged_defaults(), "state_dir": str(state_home(environ))}
+    # The stack's default is already a path inside the package (kubernaut_e2e.stack.DEFAULT_STACK).
+    defaults = {"state_dir": str(state_home(environ))}
     if checkout is not None:
         defaults["source_dir"] = str(checkout)
     ns.configure({"e2e": defaults, PATHS_ROOT_KEY: str(cwd)})

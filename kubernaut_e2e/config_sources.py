@@ -10,7 +10,6 @@ with each key's source, so any error names the key and where it was set, in one 
 """
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,21 +38,9 @@ class Source:
 
 def read_file(path: Path) -> Source:
     """The `e2e:` section of an Invoke config file; UsageError (one line) when it is unusable."""
-    import yaml
-
     from kubernaut_e2e import safe_yaml
 
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot be read: {exc.strerror or exc}") from None
-    try:
-        safe_yaml.check_size(data)
-        loaded = json.loads(data or b"null") if path.suffix == ".json" else safe_yaml.load(data)
-    except (safe_yaml.UnsafeYAML, yaml.YAMLError) as exc:
-        raise UsageError(f"{path}: {safe_yaml.describe_error(exc)}") from None
-    except ValueError as exc:  # JSON
-        raise UsageError(f"{path}: not valid JSON: {exc}") from None
+    loaded = safe_yaml.load_path(path, str(path))
     if loaded is None:
         return Source(str(path), {})
     if not isinstance(loaded, dict):

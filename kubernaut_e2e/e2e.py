@@ -275,6 +275,37 @@ def toolchain(c: Context, dockerfile: list[str] | None = None, arch: str | None 
     return 1 if any(ch.status == "fail" for ch in checks) else 0
 
 
+@e2e_task(help={
+    "cluster-name": _COMMON_HELP["cluster-name"],
+    "state-dir": _COMMON_HELP["state-dir"],
+    "stack": _COMMON_HELP["stack"],
+})
+@_exits
+def smoke(c: Context, cluster_name: str | None = None, state_dir: str | None = None,
+          stack: str | None = None) -> int:
+    """Prove the live environment works end to end: a signal in at the Gateway, its audit out of DataStorage.
+
+    Creates a managed namespace with a pod, POSTs one Prometheus alert to the Gateway with a
+    ServiceAccount token and an X-Timestamp (201 expected), checks the RemediationRequest, then
+    reads the Gateway's audit events back from DataStorage over HTTPS verified against the
+    environment's CA. Prints each hop with its latency; exit 1 naming the hop that failed.
+    """
+    from kubernaut_e2e.errors import Interrupted
+    from kubernaut_e2e.runner import Cancellation
+    from kubernaut_e2e.signals import owned_signals
+    from kubernaut_e2e.smoke import check_inputs, run_smoke
+    from kubernaut_e2e.up import new_run_dir
+
+    cfg = _config(c, cluster_name=cluster_name, state_dir=state_dir, stack=stack)
+    check_inputs(cfg)  # bad input: no run directory is made
+    session = Cancellation()
+    with owned_signals(session):
+        code = run_smoke(cfg, cancellation=session, run_dir=new_run_dir(cfg))
+    if session.interrupted:
+        raise Interrupted(f"interrupted ({session.signal or 'SIGINT'})")
+    return code
+
+
 _REUSES_ENV_HELP = ("The suite was changed to reuse an existing environment: skip the check that it "
                     "stands up its own, and write the files it reads (the stack's suite.files, e.g. "
                     "~/.kube/gateway-e2e-config and ~/.kube/inter-service-ca.pem), announced.")
@@ -357,6 +388,6 @@ def render(c: Context, out: str | None = None, cluster_name: str | None = None,
 
 
 def collection() -> Collection:
-    ns = Collection("e2e", up, clean, plan, render, diagnose, toolchain, test, ci)
+    ns = Collection("e2e", up, clean, plan, render, diagnose, toolchain, smoke, test, ci)
     ns.configure({"e2e": dict(DEFAULTS)})
     return ns

@@ -9,6 +9,7 @@ than MAX_BYTES are refused before they are parsed at all.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -47,6 +48,26 @@ def load_all(text: str | bytes) -> Iterator[Any]:
     """Every document, like yaml.safe_load_all; raises UnsafeYAML or yaml.YAMLError."""
     check_size(text)
     return yaml.load_all(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def load_path(path: Path, label: str) -> Any:
+    """One YAML (or, for a `.json` path, JSON) file from a user, as data. Any problem, unreadable
+    included, is a UsageError of one line that starts with `label` (e.g. "stack /x.yaml")."""
+    import json
+
+    from kubernaut_e2e.errors import UsageError
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{label}: cannot be read: {exc.strerror or exc}") from None
+    try:
+        check_size(data)
+        return json.loads(data or b"null") if path.suffix == ".json" else load(data)
+    except (UnsafeYAML, yaml.YAMLError) as exc:
+        raise UsageError(f"{label}: {describe_error(exc)}") from None
+    except ValueError as exc:  # JSON
+        raise UsageError(f"{label}: not valid JSON: {exc}") from None
 
 
 def describe_error(exc: Exception) -> str:

@@ -228,18 +228,9 @@ def load_stack(path: Path) -> Stack:
 
 def _yaml(path: Path) -> Any:
     """One stack file, loaded with bounds (no aliases, no huge files: kubernaut_e2e.safe_yaml)."""
-    import yaml
-
     from kubernaut_e2e import safe_yaml
 
-    try:
-        text = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"stack {path}: cannot be read: {exc.strerror}") from None
-    try:
-        return safe_yaml.load(text)
-    except (safe_yaml.UnsafeYAML, yaml.YAMLError) as exc:
-        raise UsageError(f"stack {path}: {safe_yaml.describe_error(exc)}") from None
+    return safe_yaml.load_path(path, f"stack {path}")
 
 
 def _read_layers(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], tuple[Path, ...]]:

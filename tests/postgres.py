@@ -91,3 +91,13 @@ def postgres():  # type: ignore[no-untyped-def]
             proc.kill()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def goose_binary() -> Path:
+    """The goose CLI .ci/build-control-plane builds (upstream's pinned version); fail saying how."""
+    from tests.realcluster import BUILD_SCRIPT, control_plane_bin_dir
+
+    goose = control_plane_bin_dir() / "goose"
+    if not goose.is_file():
+        pytest.fail(f"goose is not built in {goose.parent}: run {BUILD_SCRIPT}", pytrace=False)
+    return goose

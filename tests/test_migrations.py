@@ -163,3 +163,23 @@ def test_the_script_waits_for_the_server_then_gives_up_with_a_clear_line(postgre
     result = _run_script(nobody, folder, wait=2)
     assert result.returncode == 1
     assert f"accepted no TCP connection within 2s" in result.stdout
+
+
+def test_goose_itself_sees_the_jobs_migrations_as_applied(postgres: Postgres, tmp_path: Path):
+    """Upstream's own tooling (the goose CLI at the version upstream pins) agrees with the books
+    the Job keeps: every version applied, nothing left for `goose up` to do."""
+    from tests.postgres import goose_binary
+
+    folder = tmp_path / "cm"
+    _write_configmap_files(folder, KUBERNAUT_FIXTURE / "migrations")
+    assert _run_script(postgres, folder).returncode == 0
+    dsn = (f"host=127.0.0.1 port={postgres.port} user={postgres.user} password={postgres.password} "
+           f"dbname={postgres.database} sslmode=disable")
+    goose = [str(goose_binary()), "-dir", str(KUBERNAUT_FIXTURE / "migrations"), "postgres", dsn]
+    status = subprocess.run([*goose, "status"], capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0, status.stderr
+    lines = [line for line in status.stderr.splitlines() if ".sql" in line]
+    assert len(lines) == 5 and not any("Pending" in line for line in lines), status.stderr
+    assert subprocess.run([*goose, "version"], capture_output=True, text=True).stderr.strip().endswith("goose: version 5")
+    up = subprocess.run([*goose, "up"], capture_output=True, text=True, timeout=60)
+    assert up.returncode == 0 and "no migrations to run" in up.stderr, up.stderr

@@ -102,7 +102,9 @@ def test_suite_reuses_env_writes_the_two_files_it_reads_and_runs(project: Projec
 
 def _ci_env(project: Project, kubeapi, scenario: str, tmp_path: Path) -> dict[str, str]:  # type: ignore[no-untyped-def]
     kubeapi.script_job("e2e-migrations", JobSucceeds(after=0.2, log=MIGRATION_LOG))
-    return {"KIND_STANDIN_API_SERVER": kubeapi.url, **_suite_env(project, scenario, tmp_path)}
+    # The API stand-in has no TokenRequest: the smoke phase is tested on the real tier.
+    return {"KIND_STANDIN_API_SERVER": kubeapi.url, "INVOKE_E2E_STACK": str(project.stack.parent / "no-smoke.yaml"),
+            **_suite_env(project, scenario, tmp_path)}
 
 
 def test_ci_passing_run_cleans_up_and_summarises(project: Project, kubeapi, tmp_path: Path):

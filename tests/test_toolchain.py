@@ -101,3 +101,25 @@ def test_a_build_whose_dockerfile_hardcodes_another_arch_fails_before_building(p
     assert "$ podman build" not in (project.last_run_dir() / "build-gateway.log").read_text()  # never started
     # The check belongs to the build: it did not hold up the cluster.
     assert steps["cluster"]["start"] < steps["build-gateway"]["end"]
+
+
+def test_upstreams_own_dockerfile_from_the_source_tree_is_planned_and_checked(project: Project, tmp_path: Path):
+    # A stack may build an image with upstream's Dockerfile (here the fixture tree's, shaped like it).
+    stack = tmp_path / "stack.yaml"
+    stack.write_text(f"extends: {project.stack}\nimages:\n  gateway:\n    dockerfile: null\n"
+                     "    source_dockerfile: docker/gateway.Dockerfile\n")
+    env = {"INVOKE_E2E_STACK": str(stack)}
+    plan = json.loads(project.run("e2e.plan", "--json", extra_env=env).stdout)
+    build = next(c for s in plan["steps"] if s["name"] == "build-gateway" for c in s["commands"] if " build " in c)
+    assert f"-f {project.source / 'docker' / 'gateway.Dockerfile'}" in build
+    result = project.run("e2e.toolchain", "--json", "--arch", "arm64", extra_env=env)
+    doc = json.loads(result.stdout)
+    rows = {c["name"]: c for c in doc["checks"] if c["name"].startswith("gateway.Dockerfile")}
+    assert rows["gateway.Dockerfile: goarch"]["status"] == "ok"
+    assert rows["gateway.Dockerfile: targetarch"]["status"] == "ok"
+    # A source tree without that Dockerfile is named before anything runs.
+    (project.source / "docker" / "gateway.Dockerfile").unlink()
+    missing = project.run("e2e.up", extra_env=env)
+    assert missing.returncode == 2
+    assert f"{project.source / 'docker' / 'gateway.Dockerfile'}: Dockerfile of image gateway does not exist " \
+           "(in the source tree)" in missing.stderr
