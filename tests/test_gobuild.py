@@ -1,7 +1,7 @@
 """The host-compile image path (`images.<name>.build: host`, kubernaut_e2e.gobuild).
 
-Pure parts first (argv, environment, generated Dockerfile and its checks, the ELF check, the
-stack schema), then the real thing: `e2e.up --only build-gateway` compiling the fixture tree's
+Pure parts first (argv, environment, generated Dockerfile and its checks, the ELF check; the
+stack's keys are tested in test_stack.py), then the real thing: `e2e.up --only build-gateway` compiling the fixture tree's
 real (tiny) Go main with the host's Go and packing it with real podman.
 """
 from __future__ import annotations
@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from kubernaut_e2e import gobuild, podman
-from kubernaut_e2e.errors import UsageError
 from kubernaut_e2e.stack import load_stack
 from tests.conftest import FAST_STACK, Project
 
@@ -31,35 +30,6 @@ def _stack(tmp_path: Path, image: str) -> Path:
 def _host_image(tmp_path: Path, extra: str = "", base: str = "scratch") -> Path:
     return _stack(tmp_path, f"    dockerfile: null\n    build_args: null\n    build: host\n"
                             f"    package: ./cmd/gateway\n    base: {base}\n{extra}")
-
-
-# --- the stack schema -----------------------------------------------------------------------------
-
-def test_a_host_image_takes_its_defaults_and_has_no_dockerfile(tmp_path: Path):
-    spec = load_stack(_host_image(tmp_path)).image("gateway")
-    assert (spec.on_host, spec.package, spec.base, spec.binary, spec.user) == (
-        True, "./cmd/gateway", "scratch", "/usr/local/bin/gateway", "1001")
-    assert not load_stack(FAST_STACK).image("gateway").on_host  # the Dockerfile path stays the default
-
-
-@pytest.mark.parametrize("image, key, message", [
-    ("    build: host\n    package: ./cmd/gateway\n    base: scratch\n", "images.gateway.dockerfile",
-     "has no Dockerfile"),  # the fast stack's dockerfile is still there
-    ("    dockerfile: null\n    build: host\n    base: scratch\n", "images.gateway.package", "missing"),
-    ("    dockerfile: null\n    build: host\n    package: ./...\n    base: scratch\n", "images.gateway.package",
-     "must be one package"),
-    ("    dockerfile: null\n    build: host\n    package: ./cmd/gateway\n", "images.gateway.base", "missing"),
-    ("    dockerfile: null\n    build: host\n    package: ./cmd/gateway\n    base: scratch\n    binary: bin/gw\n",
-     "images.gateway.binary", "absolute path"),
-    ("    dockerfile: null\n    build: host\n    package: ./cmd/gateway\n    base: scratch\n"
-     "    files: {../secret: /etc/x}\n", "images.gateway.files.../secret", "inside the source tree"),
-    ("    package: ./cmd/gateway\n", "images.gateway.package", "only an image with `build: host`"),
-    ("    build: ko\n", "images.gateway.build", "must be one of dockerfile, host"),
-])
-def test_bad_host_image_settings_name_the_key(tmp_path: Path, image: str, key: str, message: str):
-    with pytest.raises(UsageError) as err:
-        load_stack(_stack(tmp_path, image))
-    assert f": {key}: " in str(err.value) and message in str(err.value)
 
 
 # --- pure builders ---------------------------------------------------------------------------------
