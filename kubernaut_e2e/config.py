@@ -114,7 +114,14 @@ class E2EConfig:
         return f"{self.stack.image(name).repository}:{self.image_tag}"
 
     def dockerfile(self, name: str) -> Path:
+        """The image's Dockerfile; for `build: host`, where its generated one is written."""
+        if self.stack.image(name).on_host:
+            return self.host_build_dir(name) / "Dockerfile"
         return self.stack.image(name).dockerfile_path(self.source_dir)
+
+    def host_build_dir(self, name: str) -> Path:
+        """`build: host`: the generated Dockerfile and the build context (the binary)."""
+        return self.cluster_state_dir / "host-builds" / name
 
     def host_port(self, port: str) -> int:
         return self.host_ports[port]

@@ -35,11 +35,13 @@ def parse_arch(stdout: str) -> str:
 
 def build(tool: str, dockerfile: Path, ref: str, context: Path, target_arch: str,
           build_args: Mapping[str, str] | None = None, labels: Mapping[str, str] | None = None,
-          target: str | None = None) -> list[str]:
+          target: str | None = None, platform: str | None = None) -> list[str]:
     # TARGETARCH is passed explicitly: the image must match the Kind node, never a hard-coded amd64.
     argv = [tool, "build", "-f", str(dockerfile), "-t", ref, "--build-arg", f"TARGETARCH={target_arch}"]
     if target:
         argv += ["--target", target]
+    if platform:  # the image's recorded os/arch, and which variant of a multi-arch base is used
+        argv += ["--platform", platform]
     for key, value in (build_args or {}).items():
         argv += ["--build-arg", f"{key}={value}"]
     for key, value in (labels or {}).items():

@@ -63,6 +63,11 @@ def check_source(cfg: E2EConfig, images: Iterable[str]) -> list[str]:
             if not (src / required).exists():
                 problems.append(f"{src / required}: missing, but image {name} is built from it "
                                 f"(is {src} a Kubernaut checkout of the stack's version?); fix: {_HOW_TO_SET}")
+        if cfg.stack.image(name).on_host:  # compiled on the host: its Dockerfile is generated
+            from kubernaut_e2e.gobuild import source_problems
+
+            problems += source_problems(cfg.stack.image(name), src, cfg.stack.path, shutil.which)
+            continue
         if not cfg.dockerfile(name).is_file():
             where = "in the source tree" if cfg.stack.image(name).in_source else "next to the stack"
             problems.append(f"{cfg.dockerfile(name)}: Dockerfile of image {name} does not exist ({where}); "

@@ -70,12 +70,13 @@ class Purpose:
     """What a task needs from a host, checked before anything is started there."""
 
     tools: bool = False  # kind and the container provider must be on the host (up, ci)
+    builds: bool = False  # the stack's images are built there (up, ci)
     disk: bool = False  # hosts.MIN_FREE_BYTES free below the work folder (up, ci)
     ports: bool = False  # tunnels to the stack's host ports (health, the suite)
     attach: str = "no"  # reach the existing cluster's API server: "no", "optional", "required"
 
 
-UP = Purpose(tools=True, disk=True, ports=True)
+UP = Purpose(tools=True, builds=True, disk=True, ports=True)
 CLEAN = Purpose()
 DIAGNOSE = Purpose(attach="required")
 TOOLCHAIN = Purpose(attach="optional")
@@ -362,10 +363,23 @@ class RemoteSite:
             self.connection.close()
 
 
+def refuse_host_compiles(cfg: E2EConfig, spec: HostSpec) -> None:
+    """`build: host` compiles with this machine's Go and packs the binary with this machine's
+    podman: with --host the image is needed on another machine, so such a stack is refused
+    before anything is started (the Dockerfile build runs on the host instead). Pure."""
+    compiled_here = [name for name in cfg.images if cfg.stack.image(name).on_host]
+    if compiled_here:
+        raise UsageError(f"host {spec.label}: images {', '.join(compiled_here)} of stack {cfg.stack.path} are "
+                         "`build: host` (compiled with this machine's Go), which cannot build for another host; "
+                         "drop `build: host` from the stack or run without --host")
+
+
 def open_site(cfg: E2EConfig, spec: HostSpec, purpose: Purpose, *, options: SSHOptions | None = None,
               dry: bool = False) -> RemoteSite:
     """Connect to `spec`, check it for `purpose`, open what the purpose needs; UsageError (one
     line per problem) when the host cannot serve it. Nothing is started on the host before."""
+    if purpose.builds:
+        refuse_host_compiles(cfg, spec)
     from kubernaut_e2e.hosts import preflight_host
     from kubernaut_e2e.preflight import choose_provider
     from kubernaut_e2e.remote import SSHOptions

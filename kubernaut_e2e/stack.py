@@ -81,17 +81,35 @@ class ClusterSpec:
         raise KeyError(name)
 
 
+#: How an image is built: from a Dockerfile (the default), or compiled on the host and packed
+#: into a runtime base (kubernaut_e2e.gobuild).
+BUILD_KINDS = ("dockerfile", "host")
+#: The image keys that only `build: host` takes.
+_HOST_KEYS = ("package", "base", "binary", "files", "user")
+
+
 @dataclass(frozen=True)
 class ImageSpec:
     """An image this project builds from the source tree, saves and loads into kind."""
 
     name: str
     repository: str  # the tag is e2e.image_tag (default: the cluster's name), one set per cluster
-    dockerfile: str  # a path relative to the stack file's folder, or in the source tree
+    dockerfile: str  # a path relative to the stack file's folder, or in the source tree ("" for host)
     in_source: bool  # True: `dockerfile` is relative to the source tree (upstream's own)
     build_args: Mapping[str, str]
     requires: tuple[str, ...]  # paths the source tree must have (contract preflight)
     target: str | None = None  # a --target stage
+    build: str = "dockerfile"  # one of BUILD_KINDS
+    # build: host only (kubernaut_e2e.gobuild):
+    package: str = ""  # what `go build` compiles, e.g. ./cmd/gateway
+    base: str = ""  # the runtime base image the binary is packed into
+    binary: str = ""  # where the binary goes in the image (its ENTRYPOINT)
+    files: Mapping[str, str] = field(default_factory=dict)  # source-tree path -> path in the image
+    user: str = "1001"
+
+    @property
+    def on_host(self) -> bool:
+        return self.build == "host"
 
     def dockerfile_path(self, source_dir: Path) -> Path:
         return source_dir / self.dockerfile if self.in_source else Path(self.dockerfile)
@@ -335,9 +353,20 @@ def _build(path: Path, raw: dict[str, Any], files: tuple[Path, ...]) -> Stack:
     images = []
     for img_name, data in top.get("images", dict, {}).items():
         r = _Reader(path, data, f"images.{img_name}")
-        r.check_keys({"repository", "dockerfile", "source_dockerfile", "build_args", "requires", "target"})
+        r.check_keys({"repository", "dockerfile", "source_dockerfile", "build_args", "requires", "target",
+                      "build", *_HOST_KEYS})
         if _name_problem(str(img_name)):
             raise r.error("image names must be DNS-1123 names")
+        repository = r.get("repository", str, check=lambda v: None if is_image_ref(f"{v}:t")
+                           else "is not an image repository (e.g. localhost/kubernaut-gateway)")
+        build = r.get("build", str, "dockerfile", check=lambda v: None if v in BUILD_KINDS
+                      else f"must be one of {', '.join(BUILD_KINDS)}")
+        if build == "host":
+            images.append(_host_image(r, str(img_name), repository))
+            continue
+        for key in _HOST_KEYS:
+            if key in r.data:
+                raise r.error("only an image with `build: host` takes this key", key)
         in_source = "source_dockerfile" in r.data
         if in_source == ("dockerfile" in r.data):
             raise r.error("give exactly one of dockerfile (ours) or source_dockerfile (in the source tree)")
@@ -346,8 +375,6 @@ def _build(path: Path, raw: dict[str, Any], files: tuple[Path, ...]) -> Stack:
             raise r.error("must be a path inside the source tree", "source_dockerfile")
         if not in_source and not Path(dockerfile).is_file():
             raise r.error(f"{dockerfile} does not exist", "dockerfile")
-        repository = r.get("repository", str, check=lambda v: None if is_image_ref(f"{v}:t")
-                           else "is not an image repository (e.g. localhost/kubernaut-gateway)")
         images.append(ImageSpec(str(img_name), repository, dockerfile, in_source, r.strings("build_args"),
                                 r.names("requires"), r.get("target", str, None)))
 
@@ -393,6 +420,38 @@ def _build(path: Path, raw: dict[str, Any], files: tuple[Path, ...]) -> Stack:
                   top.get("smoke", dict, {}), files)
     _check_templates(stack, top)
     return stack
+
+
+def _host_image(r: _Reader, name: str, repository: str) -> ImageSpec:
+    """`build: host`: compiled on the host, packed into `base` (see kubernaut_e2e.gobuild)."""
+    from kubernaut_e2e.config import is_image_ref
+
+    for key in ("dockerfile", "source_dockerfile", "target"):
+        if key in r.data:
+            raise r.error("an image with `build: host` has no Dockerfile (its own is generated)", key)
+    package = r.get("package", str, check=lambda v: None if v.startswith("./") and ".." not in Path(v).parts
+                    and not v.endswith("...") else "must be one package of the module, like ./cmd/gateway")
+    base = r.get("base", str, check=lambda v: None if v == "scratch" or is_image_ref(v)
+                 else "is not an image reference")
+    absolute = _absolute_in_image
+    binary = r.get("binary", str, f"/usr/local/bin/{name}", check=absolute)
+    files = r.strings("files")
+    for src, dest in files.items():
+        if not src or Path(src).is_absolute() or ".." in Path(src).parts:
+            raise r.error("must be a path inside the source tree", f"files.{src}")
+        problem = absolute(dest)
+        if problem:
+            raise r.error(f"{dest!r} {problem}", f"files.{src}")
+    user = r.get("user", (str, int), "1001", check=lambda v: None if re.match(r"^[A-Za-z0-9_][-A-Za-z0-9_.:]*$", str(v))
+                 else "is not a user (a UID or name)")
+    return ImageSpec(name, repository, "", False, r.strings("build_args"), r.names("requires"), None,
+                     build="host", package=package, base=base, binary=binary, files=files, user=str(user))
+
+
+def _absolute_in_image(value: str) -> str | None:
+    if not value.startswith("/") or ".." in Path(value).parts or any(c.isspace() for c in value):
+        return "must be an absolute path in the image, without spaces"
+    return None
 
 
 def _cluster(r: _Reader) -> ClusterSpec:

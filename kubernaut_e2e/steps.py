@@ -299,6 +299,8 @@ def _add_image_steps(reg: Registry, name: str) -> None:
 
     def plan_build(p: PlanInputs) -> list[str]:
         cfg = p.cfg
+        if cfg.stack.image(name).on_host:
+            return _plan_host_build(p, name)
         return [f"check {cfg.dockerfile(name)} for {p.arch} (base images, GOARCH, TARGETARCH)",
                 format_command(podman.build(p.provider, cfg.dockerfile(name), cfg.image_ref(name),
                                             cfg.source_dir, p.arch, build_args(cfg),
@@ -307,6 +309,8 @@ def _add_image_steps(reg: Registry, name: str) -> None:
     def build_image(ctx: StepContext) -> object:
         cfg, tool, ref = ctx.cfg, ctx.tools.provider, ctx.cfg.image_ref(name)
         arch = ctx.result("preflight")
+        if cfg.stack.image(name).on_host:
+            return _build_on_host(ctx, name, arch)
         if not ctx.run.dry:
             check_dockerfile(ctx, name, arch)
         inputs = "dry-run" if ctx.run.dry else fingerprint.build_inputs(
@@ -355,6 +359,70 @@ def _add_image_steps(reg: Registry, name: str) -> None:
                  help=f"Save the {name} image to a temporary archive (unless the cluster has it)."))
     reg.add(Step(f"load-{name}", load_image, needs=(f"save-{name}", "cluster"), groups=("images",),
                  plan=plan_load, help=f"Load the {name} archive into the Kind node, then delete it."))
+
+
+# --- build: host (kubernaut_e2e.gobuild): go build on the host, a generated two-line image ------
+
+def _plan_host_build(p: PlanInputs, name: str) -> list[str]:
+    from kubernaut_e2e import gobuild
+
+    cfg, spec = p.cfg, p.cfg.stack.image(name)
+    context = cfg.host_build_dir(name) / "context"
+    return [f"write {cfg.dockerfile(name)} (FROM {spec.base}, COPY the binary to {spec.binary}) and check it",
+            format_command(gobuild.go_version()),
+            format_command(gobuild.build_argv(cfg.source_dir, spec.package, context / gobuild.BINARY),
+                           gobuild.build_env(p.arch, spec.build_args.get("GOFLAGS", "")))
+            + "   # unless the inputs are unchanged",
+            f"check that {context / gobuild.BINARY} is a linux/{p.arch} ELF executable",
+            format_command(podman.build(p.provider, cfg.dockerfile(name), cfg.image_ref(name), context, p.arch,
+                                        platform=f"linux/{p.arch}"))]
+
+
+def _build_on_host(ctx: StepContext, name: str, arch: str) -> object:
+    """Compile the image's package on the host for the node's architecture, with the host's Go
+    caches, and pack the binary into the runtime base with a generated Dockerfile (checked like
+    ours). Reused, like a Dockerfile build, when nothing it is made from changed."""
+    import shutil
+
+    from kubernaut_e2e import gobuild
+
+    cfg, tool, ref, spec = ctx.cfg, ctx.tools.provider, ctx.cfg.image_ref(name), ctx.cfg.stack.image(name)
+    dockerfile, context = cfg.dockerfile(name), cfg.host_build_dir(name) / "context"
+    binary = context / gobuild.BINARY
+    go = ctx.sh(gobuild.go_version(), capture=True).stdout.strip()
+    if not ctx.run.dry:
+        private_dir(dockerfile.parent)
+        dockerfile.write_text(gobuild.dockerfile_text(spec))
+        failures = []
+        for check in gobuild.checks(spec, arch, cfg.registries, str(dockerfile)):
+            ctx.log(f"{check.status}: {check.name}: {check.detail}")
+            if check.status == "fail":
+                failures.append(f"{check.detail} (fix: {check.fix}; in images.{name} of {cfg.stack.path})")
+        if failures:
+            raise StepFailed("the generated Dockerfile fails its checks:\n" + "\n".join(f"  {f}" for f in failures))
+        inputs = fingerprint.build_inputs(dockerfile, cfg.source_dir, gobuild.fingerprint_args(spec, arch, go))
+        have = ctx.sh(podman.image_label(tool, ref, fingerprint.LABEL), capture=True, check=False)
+        if have.ok and have.stdout.strip() == inputs:
+            ctx.log(f"{ref} was built from these exact inputs ({inputs}): not rebuilt")
+            return Noted("reused: inputs unchanged", ref)
+        shutil.rmtree(context, ignore_errors=True)  # nothing of an earlier build is packed by mistake
+        context.mkdir()
+    else:
+        inputs = "dry-run"
+    ctx.sh(gobuild.build_argv(cfg.source_dir, spec.package, binary),
+           env=gobuild.build_env(arch, spec.build_args.get("GOFLAGS", "")))
+    if not ctx.run.dry:
+        with binary.open("rb") as fh:
+            built_for = gobuild.elf_arch(fh.read(20))
+        if built_for != arch:
+            raise StepFailed(f"go build {spec.package} produced a {built_for or 'non-ELF'} binary, not linux/{arch}: "
+                             "it would not run natively on the node")
+        for src, dest in gobuild.copy_plan(spec, cfg.source_dir, context).items():
+            shutil.copyfile(src, dest)
+    ctx.sh(podman.build(tool, dockerfile, ref, context, arch,
+                        labels={fingerprint.LABEL: inputs, fingerprint.CLUSTER_LABEL: cfg.cluster_name},
+                        platform=f"linux/{arch}"))
+    return Noted(f"compiled on the host ({go}, linux/{arch})", ref)
 
 
 # --- third-party images: preload --------------------------------------------------------------

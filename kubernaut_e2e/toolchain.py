@@ -159,7 +159,8 @@ def run_toolchain(cfg: E2EConfig, *, dockerfiles: Sequence[str], arch: str | Non
     from kubernaut_e2e.context import LocalSite
 
     site = site or LocalSite(cfg)
-    paths = [Path(p).resolve() for p in dockerfiles] or [cfg.dockerfile(s) for s in cfg.images]
+    host_built = [] if dockerfiles else [s for s in cfg.images if cfg.stack.image(s).on_host]
+    paths = [Path(p).resolve() for p in dockerfiles] or [cfg.dockerfile(s) for s in cfg.images if s not in host_built]
     for path in paths:
         if not path.is_file():
             raise UsageError(f"--dockerfile {path}: no such file")
@@ -170,6 +171,11 @@ def run_toolchain(cfg: E2EConfig, *, dockerfiles: Sequence[str], arch: str | Non
     checks.append(Check("target-arch", "ok", f"images must be built for {facts.target_arch}"))
     df_checks, builder_go = dockerfile_checks(paths, facts.target_arch, approved)
     checks.extend(df_checks)
+    from kubernaut_e2e import gobuild
+
+    for name in host_built:  # their Dockerfile is generated: check the text the build would use
+        for check in gobuild.checks(cfg.stack.image(name), facts.target_arch, approved, "generated Dockerfile"):
+            checks.append(Check(f"{name} (build: host): {check.name}", check.status, check.detail, check.fix))
     checks.extend(image_checks(cfg, facts.provider, facts.target_arch, runner))
     go_mod = cfg.source_dir / "go.mod"
     if go_mod.is_file():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -182,6 +183,8 @@ def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: preflight_checks.
         run.results[step.name] = result.value if isinstance(result, Noted) else result
         return result
 
+    if not opts.dry:
+        start_client_import(graph)
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     interrupted = False
     try:
@@ -235,6 +238,36 @@ def _run(cfg: E2EConfig, opts: UpOptions, graph: Graph, tools: preflight_checks.
         lines.write(f"the cluster {cfg.cluster_name!r} was kept for diagnosis: "
                     f"`invoke e2e.diagnose{on}`; remove it with `invoke e2e.clean{on}`")
     return EXIT_OK if ok else EXIT_FAILED
+
+
+#: The groups of the steps that talk to the Kubernetes API (and the cluster step does, when it
+#: checks a cluster it reuses).
+_KUBERNETES_GROUPS = frozenset({"deploy", "check"})
+
+
+def start_client_import(graph: Graph) -> threading.Thread | None:
+    """Import the Kubernetes client (and the deploy code) in a daemon thread, now.
+
+    Why: the first step that talks to the API server would otherwise import it (0.3-1.1 s on a
+    loaded machine) just after the cluster is ready, on the critical path of a cold run (and in
+    the cluster step's reuse check of a warm one); started here, the import overlaps cluster
+    creation. Only when the graph has such a step (never for `plan` or a dry run). An import
+    error is left to the step that needs the module: it imports it again and reports it.
+    """
+    if "cluster" not in graph.steps and not any(_KUBERNETES_GROUPS & set(s.groups) for s in graph.steps.values()):
+        return None
+
+    def load() -> None:
+        try:
+            import kubernetes.config  # noqa: F401  (the heavy part: kubernetes.client)
+
+            import kubernaut_e2e.deploy  # noqa: F401
+        except Exception:  # reported by the step that needs it
+            pass
+
+    thread = threading.Thread(target=load, name="import-kubernetes", daemon=True)
+    thread.start()
+    return thread
 
 
 def _explain_failed_commands(records: dict[str, Any], run_dir: Path) -> None:

@@ -94,3 +94,30 @@ def test_crash_looping_gateway_fails_within_seconds_with_reason_and_log(project:
 
     assert project.env["INVOKE_E2E_CLUSTER_NAME"] in clusters(project.kind_state)
     json.dumps(steps)  # timings.json is valid JSON all the way through
+
+
+def _imports_after_start_client_import(only: str) -> str:
+    """In a fresh interpreter: start the background import for the fast stack's graph (restricted
+    to `only`), wait for it, and report which heavy modules are loaded."""
+    import subprocess
+    import sys
+
+    from tests.conftest import FAST_STACK, ROOT
+
+    code = ("import sys\nfrom kubernaut_e2e.stack import load_stack\nfrom kubernaut_e2e.steps import build_registry\n"
+            "from kubernaut_e2e.up import start_client_import\n"
+            f"graph = build_registry(load_stack(__import__('pathlib').Path({str(FAST_STACK)!r}))).graph()"
+            f".select({[only] if only else []!r})\n"
+            "thread = start_client_import(graph)\nthread is not None and thread.join(60)\n"
+            "print(thread is not None and thread.daemon, 'kubernetes' in sys.modules, "
+            "'kubernaut_e2e.deploy' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_the_kubernetes_client_is_imported_in_the_background_only_when_a_step_needs_it():
+    # A graph with Kubernetes steps: a daemon thread imports the client and the deploy code.
+    assert _imports_after_start_client_import("") == "True True True"
+    # Builds alone never talk to the API server: nothing is imported.
+    assert _imports_after_start_client_import("build-gateway") == "False False False"

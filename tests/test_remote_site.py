@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from kubernaut_e2e.config import load_config
+from kubernaut_e2e.errors import UsageError
 from kubernaut_e2e.hosts import HostSpec
-from kubernaut_e2e.remote_site import (CLEAN, SYNC_STEP, HostCommandFailed, RemoteSite, host_view,
+from kubernaut_e2e.remote_site import (CLEAN, SYNC_STEP, UP, HostCommandFailed, RemoteSite, host_view,
                                        listening_ports, local_view, open_site, with_source_sync)
 from kubernaut_e2e.runner import Cancellation
 from kubernaut_e2e.steps import build_registry
@@ -229,3 +230,14 @@ def test_the_port_tunnels_replace_the_host_ports_for_local_clients(site: RemoteS
         assert site.tunnels[name].forward.remote_port == site.cfg.host_ports[name]
     assert len(set(site.local.host_ports.values())) == len(site.local.host_ports)
     assert os.stat(site.local.cluster_state_dir / "tunnels.json").st_mode & 0o077 == 0
+
+
+def test_a_stack_compiled_on_this_machine_is_refused_for_a_host_before_connecting(tmp_path: Path):
+    stack = tmp_path / "stack.yaml"
+    stack.write_text(f"extends: {FAST_STACK}\nimages:\n  gateway:\n    dockerfile: null\n    build_args: null\n"
+                     "    build: host\n"
+                     "    package: ./cmd/gateway\n    base: scratch\n")
+    cfg = _cfg(tmp_path, stack=str(stack))
+    # build1 does not resolve: had it tried to connect, the error would name that instead.
+    with pytest.raises(UsageError, match=r"host ci@build1:2222: images gateway of stack .* are `build: host`"):
+        open_site(cfg, SPEC, UP)

@@ -93,3 +93,37 @@ def test_template_names_cover_images_ports_endpoints_and_secrets():
     names = template_names(load_stack(DEFAULT_STACK))
     assert {"namespace", "image_gateway", "preload_postgres", "node_port_gateway_api", "host_port_datastorage_health",
             "url_datastorage", "secret_postgres_password", "kubeconfig", "ca_file"} <= names
+
+
+# --- images.<name>.build: host (kubernaut_e2e.gobuild) ----------------------------------------------
+
+_HOST = "images:\n  gateway:\n    dockerfile: null\n    build: host\n    package: ./cmd/gateway\n    base: scratch\n"
+
+
+def test_a_host_built_image_takes_its_defaults_and_has_no_dockerfile(tmp_path: Path):
+    spec = load_stack(_overlay(tmp_path, _HOST)).image("gateway")
+    assert (spec.on_host, spec.package, spec.base, spec.binary, spec.user, spec.dockerfile) == (
+        True, "./cmd/gateway", "scratch", "/usr/local/bin/gateway", "1001", "")
+    assert not load_stack(DEFAULT_STACK).image("gateway").on_host  # the Dockerfile path stays the default
+
+
+@pytest.mark.parametrize("image, says", [
+    ("    build: host\n    package: ./cmd/gateway\n    base: scratch\n",
+     "images.gateway.dockerfile: an image with `build: host` has no Dockerfile"),
+    ("    dockerfile: null\n    build: host\n    base: scratch\n", "images.gateway.package: missing"),
+    ("    dockerfile: null\n    build: host\n    package: ./...\n    base: scratch\n",
+     "images.gateway.package: './...' must be one package of the module"),
+    ("    dockerfile: null\n    build: host\n    package: ./cmd/gateway\n", "images.gateway.base: missing"),
+    ("    dockerfile: null\n    build: host\n    package: ./cmd/gateway\n    base: scratch\n    binary: bin/gw\n",
+     "images.gateway.binary: 'bin/gw' must be an absolute path in the image"),
+    ("    dockerfile: null\n    build: host\n    package: ./cmd/gateway\n    base: scratch\n"
+     "    files: {../secret: /etc/x}\n", "images.gateway.files.../secret: must be a path inside the source tree"),
+    ("    package: ./cmd/gateway\n", "images.gateway.package: only an image with `build: host` takes this key"),
+    ("    build: ko\n", "images.gateway.build: 'ko' must be one of dockerfile, host"),
+])
+def test_bad_host_build_settings_are_one_line_naming_the_key(tmp_path: Path, image: str, says: str):
+    path = _overlay(tmp_path, "images:\n  gateway:\n" + image)
+    with pytest.raises(UsageError) as err:
+        load_stack(path)
+    message = str(err.value)
+    assert message.startswith(f"stack {path.resolve()}: {says}") and "\n" not in message, message
