@@ -16,7 +16,8 @@ arrived only later), so that this module, not the generated code, decides:
   multi-line ApiException with HTTP headers.
 
 Objects are plain dicts (the API's own JSON). Apply is server-side apply with a field manager,
-so re-applying an unchanged object is a no-op on the server (same resourceVersion). Imported
+so re-applying an unchanged object is a no-op on the server (same resourceVersion); an object
+that is already what we last applied is not even sent (a warm run only reads). Imported
 only by the Kubernetes steps: `invoke --list` never loads the client.
 """
 from __future__ import annotations
@@ -358,15 +359,20 @@ class Kube:
     # --- apply ---------------------------------------------------------------------------
 
     def apply(self, obj: Mapping[str, Any]) -> Applied:
-        """Server-side apply; report whether the server changed anything."""
+        """Server-side apply; report whether the server changed anything. An object that is
+        already what we last applied is not sent again (kubernaut_e2e.lastapplied)."""
+        from kubernaut_e2e import lastapplied
+
         meta = obj["metadata"]
         kind, name, ns = obj["kind"], meta["name"], meta.get("namespace")
+        desc = f"{kind}/{ns + '/' if ns else ''}{name}"
         before = self.get_object(obj)
+        if lastapplied.is_current(before, obj):
+            return Applied(desc, "unchanged")
         after = self.request(
-            "PATCH", self.path_of(obj), body=dict(obj),
+            "PATCH", self.path_of(obj), body=lastapplied.with_hash(obj),
             query={"fieldManager": FIELD_MANAGER, "force": "true"},
             content_type="application/apply-patch+yaml")
-        desc = f"{kind}/{ns + '/' if ns else ''}{name}"
         if before is None:
             return Applied(desc, "created")
         same = before["metadata"].get("resourceVersion") == after["metadata"].get("resourceVersion")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -101,8 +103,24 @@ def test_rendered_stack_passes_real_validation_and_reapplies_unchanged(real_kube
         _dry_run_strict(real_kube, obj)
     first = [real_kube.apply(obj) for obj in objects]
     assert {a.action for a in first} <= {"created", "configured", "unchanged"}
-    again = [real_kube.apply(obj) for obj in objects]
+    with _writes(real_kube) as writes:
+        again = [real_kube.apply(obj) for obj in objects]
     assert [a.description for a in again if a.action != "unchanged"] == []
+    assert writes == [], "a warm re-apply of the stack should only read"
+
+
+def test_an_object_edited_on_the_server_or_changed_in_the_manifest_is_applied_again(real_kube, real_namespace):
+    real_kube.apply(configmap(real_namespace, LOG_LEVEL="info", EXTRA="1"))
+    other = {"fieldManager": "kubectl-edit"}
+    real_kube.request("PATCH", f"/api/v1/namespaces/{real_namespace}/configmaps/settings", query=other,
+                      body={"data": {"LOG_LEVEL": "trace"}}, content_type="application/merge-patch+json")
+    with _writes(real_kube) as writes:
+        assert real_kube.apply(configmap(real_namespace, LOG_LEVEL="info", EXTRA="1")).action == "configured"
+    assert writes == ["PATCH"]
+    assert real_kube.get("ConfigMap", "settings", real_namespace)["data"] == {"LOG_LEVEL": "info", "EXTRA": "1"}
+    # A key dropped from the manifest: only the hash tells, and server-side apply removes it.
+    assert real_kube.apply(configmap(real_namespace, LOG_LEVEL="info")).action == "configured"
+    assert real_kube.get("ConfigMap", "settings", real_namespace)["data"] == {"LOG_LEVEL": "info"}
 
 
 def test_apply_of_a_misspelt_field_is_refused_with_http_500(real_kube, real_namespace):
@@ -142,6 +160,24 @@ def _dry_run_strict(kube: Any, obj: dict[str, Any]) -> None:
     kube.request("PATCH", kube.path_of(obj), body=obj,
                  query={"fieldManager": FIELD_MANAGER, "force": "true", "dryRun": "All", "fieldValidation": "Strict"},
                  content_type="application/apply-patch+yaml")
+
+
+@contextmanager
+def _writes(kube: Any) -> Iterator[list[str]]:
+    """The methods of the requests other than GET that `kube` sends meanwhile."""
+    sent: list[str] = []
+    send = kube._send
+
+    def spy(method: str, *args: Any, **kwargs: Any) -> Any:
+        if method != "GET":
+            sent.append(method)
+        return send(method, *args, **kwargs)
+
+    kube._send = spy
+    try:
+        yield sent
+    finally:
+        del kube._send
 
 
 def _until(condition: Any, what: str, timeout: float = 30) -> None:
