@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -84,6 +85,26 @@ def control_plane_bin_dir() -> Path:
     return bin_dir
 
 
+#: The ports kwokctl would otherwise count down from 32767 in each KWOK_WORKDIR: two control
+#: planes started at once (pytest-xdist workers) would both take the same ones.
+_PORT_OPTIONS = ("etcdPort", "etcdPeerPort", "kubeApiserverPort", "kubeControllerManagerPort",
+                 "kubeSchedulerPort", "kwokControllerPort")
+
+
+def _kwokctl_ports() -> dict[str, Any]:
+    """A KwokctlConfiguration whose ports the kernel handed out just now (all held at once, so distinct)."""
+    sockets = [socket.socket() for _ in _PORT_OPTIONS]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        ports = [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+    return {"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokctlConfiguration",
+            "options": dict(zip(_PORT_OPTIONS, ports))}
+
+
 def kwok_config(bin_dir: Path, workdir: Path) -> Path:
     """kwokctl's --config: kwok's default Stages, ours after them, and the ClusterLogs.
 
@@ -106,7 +127,8 @@ def kwok_config(bin_dir: Path, workdir: Path) -> Path:
             {"logsFile": str(logs / "default.log")},
         ]},
     }
-    documents = [path.read_text() for path in defaults]
+    documents = [yaml.safe_dump(_kwokctl_ports(), sort_keys=False)]
+    documents += [path.read_text() for path in defaults]
     documents.append((DATA / "stages.yaml").read_text())
     documents.append(yaml.safe_dump(cluster_logs, sort_keys=False))
     path = workdir / "kwok.yaml"
@@ -225,6 +247,9 @@ class LocalPathProvisioner(threading.Thread):
 
 
 _STARTED = pytest.StashKey[RealCluster]()
+#: With pytest-xdist each worker starts its own control plane and reports it under this key.
+_WORKER_KEY = "real_control_plane"
+_FROM_WORKERS = pytest.StashKey[list[str]]()
 
 
 @pytest.fixture(scope="session")
@@ -236,6 +261,8 @@ def real_cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     workdir = Path(tmp_path_factory.mktemp("kwok"))
     cluster = start_cluster(bin_dir, workdir, f"rt-{uuid.uuid4().hex[:6]}")
     request.config.stash[_STARTED] = cluster
+    if hasattr(request.config, "workeroutput"):  # an xdist worker: the controller prints it
+        request.config.workeroutput[_WORKER_KEY] = _describe(cluster)
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(f"\n{_describe(cluster)}")
@@ -304,7 +331,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.real_kind)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist's controller: keep what each worker's control plane was."""
+    line = getattr(node, "workeroutput", {}).get(_WORKER_KEY)
+    if line:
+        node.config.stash.setdefault(_FROM_WORKERS, []).append(line)
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """The log names the API server's version the real tier ran against (issue 9)."""
     cluster = config.stash.get(_STARTED, None)
-    if cluster is not None:
-        terminalreporter.write_line(_describe(cluster))
+    lines = [_describe(cluster)] if cluster is not None else []
+    for line in [*lines, *config.stash.get(_FROM_WORKERS, [])]:
+        terminalreporter.write_line(line)
