@@ -32,7 +32,8 @@ from kubernaut_e2e.runner import (
     Cancellation,
     CommandFailed,
     CommandResult,
-    _LogSink,
+    _open_log,
+    _raise_if_log_failed,
     _tail,
     format_command,
 )
@@ -321,8 +322,10 @@ class RemoteRunner:
         grace = self.cancellation.grace
         command = remote_command(argv, cwd=cwd, env=full_env, grace=grace)
         started = time.monotonic()
-        sink = _LogSink(log, self.redactor)
-        sink.write(f"$ {shown}\n")
+        sink = _open_log(log, self.redactor, argv, shown)
+        # A log write that fails (disk full) is kept in sink.error; the loop below then stops the
+        # command, as LocalRunner does, instead of letting it run on unlogged.
+        sink.on_error = lambda: None
         captured: list[str] = []
         out_lines, err_lines = _Lines(), _Lines()
         state: dict[str, Any] = {"pgid": None, "marked": False, "status": ""}
@@ -371,7 +374,7 @@ class RemoteRunner:
                 if channel.exit_status_ready() and stopping is None:
                     # Exited, but something it started still holds its output open: wait a bit.
                     stopping = ("drain", now + grace)
-                if stopping is None and self.cancellation.cancelled:
+                if stopping is None and (self.cancellation.cancelled or sink.error is not None):
                     stopping = ("cancel", now + grace)
                     self._signal(state["pgid"], "TERM")
                 if stopping is None and deadline is not None and now > deadline:
@@ -407,6 +410,7 @@ class RemoteRunner:
         sink.write(f"# exit {code} after {duration:.1f}s on {self.label}\n")
         sink.close()
         result = CommandResult(argv, code, "".join(captured), duration)
+        _raise_if_log_failed(sink, result, log)
         if state["status"] in ("missing", "nocwd"):
             what = (f"{argv[0]} is not on the PATH there" if state["status"] == "missing"
                     else f"no folder {cwd} there")

@@ -295,12 +295,7 @@ class LocalRunner:
             return CommandResult(argv, 0, "", 0.0, dry=True)
         self.cancellation.check()
         started = time.monotonic()
-        try:
-            sink = _LogSink(log, self.redactor)
-            sink.write(f"$ {shown}\n")
-        except OSError as exc:  # disk full, read-only: nothing was started
-            raise CommandFailed(CommandResult(argv, 127, "", 0.0), None, "",
-                                f"was not started: cannot write its log {log}: {_os_error(exc)}") from None
+        sink = _open_log(log, self.redactor, argv, shown)
         try:
             proc = subprocess.Popen(
                 argv,
@@ -347,9 +342,7 @@ class LocalRunner:
         sink.write(f"# exit {proc.returncode} after {time.monotonic() - started:.1f}s\n")
         sink.close()
         result = CommandResult(argv, proc.returncode, "".join(captured), time.monotonic() - started)
-        if sink.error is not None:
-            raise CommandFailed(result, log, "", f"was stopped: cannot write its log {log}: "
-                                                 f"{_os_error(sink.error)}")
+        _raise_if_log_failed(sink, result, log)
         # A command stopped by a cancel may still exit 0 (podman 4.3's save does, leaving a
         # truncated archive): once the run is cancelled, no result of it counts as done.
         self.cancellation.check()
@@ -358,6 +351,27 @@ class LocalRunner:
         if check and not result.ok:
             raise CommandFailed(result, log, _tail(log))
         return result
+
+
+def _open_log(log: Path | None, redactor: Redactor, argv: tuple[str, ...], shown: str) -> _LogSink:
+    """The step's log, opened and headed with the command line before the command starts.
+
+    A log that cannot be written (disk full, read-only) is a CommandFailed, and nothing starts:
+    every runner, local or on a host, says the same thing.
+    """
+    try:
+        sink = _LogSink(log, redactor)
+        sink.write(f"$ {shown}\n")
+    except OSError as exc:
+        raise CommandFailed(CommandResult(argv, 127, "", 0.0), None, "",
+                            f"was not started: cannot write its log {log}: {_os_error(exc)}") from None
+    return sink
+
+
+def _raise_if_log_failed(sink: _LogSink, result: CommandResult, log: Path | None) -> None:
+    """A command whose log failed while it ran was stopped for it (see `_LogSink.on_error`)."""
+    if sink.error is not None:
+        raise CommandFailed(result, log, "", f"was stopped: cannot write its log {log}: {_os_error(sink.error)}")
 
 
 def _os_error(exc: OSError) -> str:

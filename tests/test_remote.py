@@ -184,6 +184,26 @@ def test_a_lost_connection_kills_the_remote_process_group(sshd: SSHServer):
     assert wait_group_gone(pgid), f"process group {pgid} survived its client"
 
 
+def test_a_log_that_cannot_be_opened_starts_nothing_on_the_host(ssh_connection, small_fs, tmp_path: Path):
+    marker = tmp_path / "ran"
+    log = small_fs(read_only=True) / "step.log"
+    with pytest.raises(CommandFailed, match=f"was not started: cannot write its log {log}: Read-only file system"):
+        _runner(ssh_connection).run(["touch", str(marker)], log=log)
+    assert not marker.exists()
+
+
+def test_a_log_that_fills_the_disk_stops_the_remote_process_group(ssh_connection, small_fs):
+    # Like LocalRunner: the command is stopped at once, not left to run (here 60 s) unlogged.
+    box: dict[str, int] = {}
+    log = small_fs(size="64k") / "step.log"
+    chatty = "echo $$; i=0; while [ $i -lt 4000 ]; do echo line $i of output; i=$((i+1)); done; " + _STUBBORN
+    started = time.monotonic()
+    with pytest.raises(CommandFailed, match="was stopped: cannot write its log .*: No space left on device"):
+        _runner(ssh_connection).run(["sh", "-c", chatty], log=log, on_line=_pgid_from_first_line(box))
+    assert time.monotonic() - started < 15
+    assert wait_group_gone(box["pgid"]), f"process group {box['pgid']} still runs on the host"
+
+
 def test_steps_in_parallel_threads_share_one_connection(ssh_connection):
     # The scheduler runs steps in threads: their commands overlap on the one SSH connection.
     runner = _runner(ssh_connection)
