@@ -47,12 +47,22 @@ def storage_conf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Tests kill podman mid-build on purpose (fail-fast, interrupts); podman 4.3 can leave a
     half-committed image behind that breaks every later lookup in that store. A store per
-    session keeps such damage away from the machine and from the next run. vfs: no overlay
-    mounts needed, and the test images are a few kB.
+    session keeps such damage away from the machine and from the next run (and each `project`
+    gets a store of its own on top of it). vfs: no overlay mounts needed, and the test images
+    are a few kB.
     """
-    root = tmp_path_factory.mktemp("podman-store")
+    return write_storage_conf(tmp_path_factory.mktemp("podman-store"))
+
+
+def write_storage_conf(root: Path, *, read_only_below: Path | None = None) -> Path:
+    """`root/storage.conf`: a vfs store in `root`; with `read_only_below` (another store's
+    conf), that store's images are seen here too, read-only."""
+    text = f'[storage]\ndriver = "vfs"\nrunroot = "{root / "run"}"\ngraphroot = "{root / "graph"}"\n'
+    if read_only_below is not None:
+        text += f'[storage.options]\nadditionalimagestores = ["{read_only_below.parent / "graph"}"]\n'
+    root.mkdir(exist_ok=True)
     path = root / "storage.conf"
-    path.write_text(f'[storage]\ndriver = "vfs"\nrunroot = "{root / "run"}"\ngraphroot = "{root / "graph"}"\n')
+    path.write_text(text)
     return path
 
 
@@ -185,7 +195,11 @@ def project(tmp_path: Path, podman_env: dict[str, str], hello_binary: Path, prel
     env = standin_env(kind_state)
     env.update({
         "CONTAINERS_CONF": podman_env["CONTAINERS_CONF"],
-        "CONTAINERS_STORAGE_CONF": podman_env["CONTAINERS_STORAGE_CONF"],
+        # A store of the test's own: a build this test kills mid-commit cannot break the next
+        # test's lookups (podman 4.3), however tests are ordered or spread over xdist workers.
+        # The session's store, holding the preload images, is seen through it read-only.
+        "CONTAINERS_STORAGE_CONF": str(write_storage_conf(
+            tmp_path / "podman-store", read_only_below=Path(podman_env["CONTAINERS_STORAGE_CONF"]))),
         "CI": "true",
         "KIND_STANDIN_PUBLISH_PORTS": "1",
         "INVOKE_E2E_STACK": str(FAST_STACK),
