@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -92,17 +91,11 @@ _PORT_OPTIONS = ("etcdPort", "etcdPeerPort", "kubeApiserverPort", "kubeControlle
 
 
 def _kwokctl_ports() -> dict[str, Any]:
-    """A KwokctlConfiguration whose ports the kernel handed out just now (all held at once, so distinct)."""
-    sockets = [socket.socket() for _ in _PORT_OPTIONS]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        ports = [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    """A KwokctlConfiguration whose ports the kernel handed out just now (all distinct)."""
+    from tests.conftest import free_ports
+
     return {"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokctlConfiguration",
-            "options": dict(zip(_PORT_OPTIONS, ports))}
+            "options": dict(zip(_PORT_OPTIONS, free_ports(len(_PORT_OPTIONS))))}
 
 
 def kwok_config(bin_dir: Path, workdir: Path) -> Path:

@@ -23,7 +23,6 @@ import base64
 import hashlib
 import http.server
 import json
-import socket
 import ssl
 import tempfile
 import threading
@@ -213,9 +212,3 @@ def _server_context(cert_pem: str, key_pem: str) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(folder / "tls.crt", folder / "tls.key")
     return context
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -56,9 +56,9 @@ class SSHServer:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    from tests.conftest import free_ports
+
+    return free_ports(1)[0]
 
 
 def keygen(path: Path) -> Path:
