@@ -59,6 +59,12 @@ def test_a_dead_runs_live_group_blocks_the_next_run(tmp_path: Path):
 def test_a_reused_pid_is_not_mistaken_for_the_dead_runs_group(tmp_path: Path):
     from kubernaut_e2e.lock import group_alive
 
-    me = os.getpgid(0)
-    assert group_alive(me)
-    assert not group_alive(me, start_time="1")  # recorded with another start time: a reused id
+    # A group whose leader surely runs: the test process's own group may have lost its leader
+    # (a CI job's shell that started pytest in the background), and then no start time is known.
+    leader = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        assert group_alive(leader.pid)
+        assert not group_alive(leader.pid, start_time="1")  # recorded with another start time: a reused id
+    finally:
+        leader.kill()
+        leader.wait()
