@@ -2,6 +2,7 @@
 run `invoke` as a subprocess with the stand-in `kind` first on PATH."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -134,20 +135,44 @@ def make_source_tree(root: Path, hello: Path | None = None) -> Path:
     return src
 
 
-def free_ports(count: int) -> list[int]:
-    """Ports nothing listens on now (the kernel's choice), for the stack's host ports."""
+#: Where the ports for the servers tests start come from: below the kernel's ephemeral range
+#: (where bind(0) and every outgoing connection take theirs) and below the stack's default host
+#: ports. Each xdist worker has a block of its own and hands its ports out in turn, so a port
+#: given to one test is not given to another, here or in the other worker, while it may be in
+#: use, and nothing else takes it before its server binds it.
+_PORT_RANGE = range(10000, 18000)
+_PORT_TURN = itertools.count()
+
+
+def _worker_ports() -> range:
+    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    size = len(_PORT_RANGE) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    start = _PORT_RANGE.start + index * size
+    return range(start, start + size)
+
+
+def _bindable(port: int) -> bool:
     import socket
 
-    socks = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            socks.append(sock)
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
+    with socket.socket() as sock:  # the wildcard address: it clashes with any listener on the port
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports nothing is bound to now, from this worker's block (see _PORT_RANGE)."""
+    block = _worker_ports()
+    found: list[int] = []
+    for _ in block:
+        port = block[next(_PORT_TURN) % len(block)]
+        if _bindable(port):
+            found.append(port)
+            if len(found) == count:
+                return found
+    raise RuntimeError(f"fewer than {count} free ports in {block}")
 
 
 def host_ports_setting(ports: dict[str, int]) -> str:
